@@ -1,0 +1,169 @@
+# Thin workflow: every rule calls `python -m pipeline <stage>`; dvc.yaml runs the same command lines
+# (tests/test_workflows.py keeps the two in agreement). Hyperparameters: params.yaml only.
+import json
+
+from snakemake.utils import validate
+
+configfile: "params.yaml"
+validate(config, "pipeline/schema.yaml")
+
+DATASETS = list(config["datasets"])
+
+
+def methods(dataset):
+    return list(config["datasets"][dataset]["methods"])
+
+
+def section(*keys):
+    """The params.yaml subtree a rule depends on, so that changing it (and only it) reruns the rule."""
+    def get(wildcards):
+        node = config
+        for key in keys:
+            node = node[getattr(wildcards, key.strip("{}")) if key.startswith("{") else key]
+        return json.dumps(node, sort_keys=True)
+    return get
+
+
+def targets(dataset):
+    return [f"results/tables/{dataset}.md", f"results/tables/{dataset}.tex", f"results/{dataset}/check.json"]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    method="coopvaebm|vae",
+
+
+rule all:
+    default_target: True
+    input:
+        [t for d in DATASETS for t in targets(d)],
+
+
+rule digits:
+    input:
+        targets("digits"),
+
+
+rule prepare:
+    input:
+        "pipeline/data/__init__.py",
+        "pipeline/data/{dataset}.py",
+    output:
+        "data/prepared/{dataset}.npz",
+        "data/prepared/{dataset}.json",
+    params:
+        prepare=section("datasets", "{dataset}", "prepare"),
+    log:
+        "logs/{dataset}/prepare.log",
+    shell:
+        "python -m pipeline prepare --dataset {wildcards.dataset} --log {log}"
+
+
+rule classifier:
+    input:
+        "data/prepared/{dataset}.npz",
+        "pipeline/features.py",
+    output:
+        "models/{dataset}/classifier.pt",
+        "results/{dataset}/classifier.json",
+    params:
+        classifier=section("datasets", "{dataset}", "classifier"),
+    log:
+        "logs/{dataset}/classifier.log",
+    shell:
+        "python -m pipeline classifier --dataset {wildcards.dataset} --log {log}"
+
+
+rule train:
+    input:
+        "data/prepared/{dataset}.npz",
+        "pipeline/nets.py",
+        "pipeline/langevin.py",
+        "pipeline/teaching.py",
+    output:
+        "models/{dataset}/{method}.pt",
+        "results/{dataset}/{method}/train/curves.csv",
+        "results/{dataset}/{method}/train/curves.png",
+    params:
+        nets=section("datasets", "{dataset}", "nets"),
+        method=section("datasets", "{dataset}", "methods", "{method}"),
+    log:
+        "logs/{dataset}/{method}/train.log",
+    shell:
+        "python -m pipeline train --dataset {wildcards.dataset} --method {wildcards.method} --log {log}"
+
+
+rule sample:
+    input:
+        "data/prepared/{dataset}.npz",
+        "models/{dataset}/{method}.pt",
+        "pipeline/sample.py",
+    output:
+        "results/{dataset}/{method}/samples.npz",
+        "results/{dataset}/{method}/samples.png",
+    params:
+        nets=section("datasets", "{dataset}", "nets"),
+        method=section("datasets", "{dataset}", "methods", "{method}"),
+        sample=section("datasets", "{dataset}", "sample"),
+    log:
+        "logs/{dataset}/{method}/sample.log",
+    shell:
+        "python -m pipeline sample --dataset {wildcards.dataset} --method {wildcards.method} --log {log}"
+
+
+rule score:
+    input:
+        "data/prepared/{dataset}.npz",
+        "models/{dataset}/classifier.pt",
+        "results/{dataset}/{method}/samples.npz",
+        "pipeline/metrics.py",
+    output:
+        "results/{dataset}/{method}/metrics.json",
+    params:
+        score=section("datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/{method}/score.log",
+    shell:
+        "python -m pipeline score --dataset {wildcards.dataset} --method {wildcards.method} --log {log}"
+
+
+rule score_real:
+    input:
+        "data/prepared/{dataset}.npz",
+        "models/{dataset}/classifier.pt",
+        "pipeline/metrics.py",
+    output:
+        "results/{dataset}/real/metrics.json",
+    params:
+        score=section("datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/score-real.log",
+    shell:
+        "python -m pipeline score-real --dataset {wildcards.dataset} --log {log}"
+
+
+rule tables:
+    input:
+        [f"results/{d}/{m}/metrics.json" for d in DATASETS for m in [*methods(d), "real"]],
+        "pipeline/tables.py",
+    output:
+        [f"results/tables/{d}.{ext}" for d in DATASETS for ext in ("md", "tex")],
+    log:
+        "logs/tables.log",
+    shell:
+        "python -m pipeline tables --log {log}"
+
+
+rule check:
+    input:
+        lambda w: [f"results/{w.dataset}/{m}/metrics.json" for m in [*methods(w.dataset), "real"]],
+        "results/{dataset}/classifier.json",
+        "pipeline/check.py",
+    output:
+        "results/{dataset}/check.json",
+    params:
+        check=section("check", "{dataset}"),
+    log:
+        "logs/{dataset}/check.log",
+    shell:
+        "python -m pipeline check --dataset {wildcards.dataset} --log {log}"

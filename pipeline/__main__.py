@@ -1,0 +1,110 @@
+"""Command line: ``python -m pipeline <stage> [options]``, one sub-command per pipeline stage.
+
+Snakemake (Snakefile) and DVC (dvc.yaml) call exactly these command lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipeline.config import DEFAULT_PARAMS, load_params
+
+DESCRIPTION = """\
+Reproduction of 'Learning Energy-Based Model with Variational Auto-Encoder as Amortized Sampler'
+(Xie, Zheng & Li, AAAI 2021): variational MCMC teaching (CoopVAEBM).
+
+Stages, in order (each reads params.yaml and writes its outputs atomically):
+  prepare     data/prepared/D.npz + D.json        decode the dataset, fixed split
+  classifier  models/D/classifier.pt              domain feature extractor for fd_D / kid_D
+  train       models/D/M.pt + results/D/M/train/  train method M (coopvaebm or vae)
+  sample      results/D/M/samples.npz, .png       VAE sample (+ Langevin revision for coopvaebm)
+  score       results/D/M/metrics.json            Fréchet distance and KID of the samples
+  score-real  results/D/real/metrics.json         the floor: held-out real images, scored alike
+  tables      results/tables/D.md, D.tex          every method's metrics side by side
+  check       results/D/check.json                exit 1 when a metric crosses its threshold
+
+Usually run through `snakemake --cores all digits` or `dvc repro`, not by hand.
+"""
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True, method: bool = False) -> None:
+    if dataset:
+        p.add_argument("--dataset", required=True, help="dataset key in params.yaml (e.g. digits)")
+    if method:
+        p.add_argument("--method", required=True, choices=["coopvaebm", "vae"],
+                       help="coopvaebm: variational MCMC teaching; vae: the VAE trained alone on data")
+    p.add_argument("--params", default=str(DEFAULT_PARAMS), help="hyperparameter file (default: %(default)s)")
+    p.add_argument("--log", help="also write this stage's log to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (also when stderr is not a TTY "
+                   "and PIPELINE_PROGRESS=0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="stage")
+    _common(sub.add_parser("prepare", help="decode a dataset to data/prepared/D.npz"))
+    _common(sub.add_parser("classifier", help="train the domain feature classifier used by score"))
+    for name, helptext in (("train", "train a method"), ("sample", "draw samples from a trained method")):
+        p = sub.add_parser(name, help=helptext)
+        _common(p, method=True)
+        p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    _common(sub.add_parser("score", help="score a method's samples"), method=True)
+    _common(sub.add_parser("score-real", help="score the held-out real images (the floor)"))
+    _common(sub.add_parser("tables", help="write results/tables/*.md and *.tex"), dataset=False)
+    _common(sub.add_parser("check", help="compare metrics with params.yaml thresholds; exit 1 if crossed"))
+    return parser
+
+
+def _setup_logging(log_path: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers,
+                        force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log)
+    log = logging.getLogger("pipeline")
+    progress = not args.no_progress and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
+    t0 = time.perf_counter()
+    try:
+        params = load_params(args.params)
+        from pipeline import check, stages, tables
+
+        if args.stage == "prepare":
+            stages.prepare(params, args.dataset)
+        elif args.stage == "classifier":
+            stages.classifier(params, args.dataset, progress)
+        elif args.stage == "train":
+            stages.train(params, args.dataset, args.method, args.device, progress)
+        elif args.stage == "sample":
+            stages.sample(params, args.dataset, args.method, args.device, progress)
+        elif args.stage == "score":
+            stages.score(params, args.dataset, args.method, progress)
+        elif args.stage == "score-real":
+            stages.score_real(params, args.dataset, progress)
+        elif args.stage == "tables":
+            tables.tables(params)
+        elif args.stage == "check":
+            for r in check.check(params, args.dataset):
+                log.info("ok  %s", r["rule"])
+    except Exception as exc:  # one clear paragraph, not a traceback, for every expected failure
+        if os.environ.get("PIPELINE_TRACEBACK"):
+            raise
+        log.error("%s failed (%s): %s\n(set PIPELINE_TRACEBACK=1 for the traceback)", args.stage, type(exc).__name__, exc)
+        return 1
+    log.info("%s done in %.1f s", args.stage, time.perf_counter() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The EBM descriptor f_θ, the VAE encoder q_φ(z|x) and decoder g_α(z): official ``modules.py`` type ``cifar``.
+
+Layer shapes follow the official code for an image of side ``size`` (a multiple of 8) with the
+channel widths scaled by ``width`` (64 = official for 32×32 CIFAR-10). Quirks kept from the
+official code (see ../shared/paper.md): leaky-ReLU slope 0.2, no normalisation in the descriptor
+or encoder, generator BatchNorm always on batch statistics with a shift β but no scale γ and
+ε = 1e-3, conv kernels N(0, init_std²), Glorot-uniform dense heads, zero biases.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LRELU = 0.2
+
+
+class BatchNormNoScale(nn.Module):
+    """TF ``batch_norm(scale=False, center=True, epsilon=1e-3)`` in training mode, always.
+
+    The official generator normalises with the current batch's statistics at train and test time,
+    so there are no running statistics to keep.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, None, None, weight=None, bias=self.beta, training=True, eps=self.eps)
+
+
+class Encoder(nn.Module):
+    """q_φ(z|x): four convolutions, then dense heads for the mean and (0.5×) the log-std."""
+
+    def __init__(self, channels: int, size: int, width: int, z_dim: int) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, w, 3, 1, 1), nn.LeakyReLU(LRELU),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(LRELU),
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(LRELU),
+            nn.Conv2d(4 * w, 8 * w, 4, 2, 1), nn.LeakyReLU(LRELU),
+            nn.Flatten(),
+        )
+        flat = 8 * w * (size // 8) ** 2
+        self.mean = nn.Linear(flat, z_dim)
+        self.logstd = nn.Linear(flat, z_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.mean(h), 0.5 * self.logstd(h)
+
+
+def build_ebm(channels: int, size: int, width: int) -> nn.Sequential:
+    """Descriptor f_θ(x) → one scalar per image (shape N)."""
+    _check_size(size)
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(channels, w, 3, 1, 1), nn.LeakyReLU(LRELU),
+        nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(LRELU),
+        nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(LRELU),
+        nn.Conv2d(4 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(LRELU),
+        nn.Conv2d(4 * w, 1, size // 8, 1, 0),  # a conv over the whole remaining map
+        nn.Flatten(0),
+    )
+
+
+def build_encoder(channels: int, size: int, width: int, z_dim: int) -> Encoder:
+    """Encoder q_φ(z|x) returning (mean, log-std)."""
+    _check_size(size)
+    return Encoder(channels, size, width, z_dim)
+
+
+def build_decoder(channels: int, size: int, width: int, z_dim: int) -> nn.Sequential:
+    """Generator g_α(z): z (N×z_dim) → image N×C×size×size in [−1, 1]."""
+    _check_size(size)
+    w = width
+    return nn.Sequential(
+        nn.Unflatten(1, (z_dim, 1, 1)),
+        nn.ConvTranspose2d(z_dim, 4 * w, size // 8, 1, 0), BatchNormNoScale(4 * w), nn.LeakyReLU(LRELU),
+        nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), BatchNormNoScale(2 * w), nn.LeakyReLU(LRELU),
+        nn.ConvTranspose2d(2 * w, w, 4, 2, 1), BatchNormNoScale(w), nn.LeakyReLU(LRELU),
+        nn.ConvTranspose2d(w, w, 3, 2, 1, output_padding=1), nn.LeakyReLU(LRELU),
+        nn.ConvTranspose2d(w, channels, 3, 1, 1), nn.Tanh(),
+    )
+
+
+def init_official(module: nn.Module, init_std: float) -> None:
+    """Official initialisation: conv/deconv kernels N(0, init_std²), dense Glorot-uniform, biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, init_std)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def build_models(channels: int, size: int, nets_cfg: dict) -> dict[str, nn.Module]:
+    """The three nets of one dataset config, initialised as in the official code."""
+    models = {
+        "ebm": build_ebm(channels, size, nets_cfg["ebm_width"]),
+        "encoder": build_encoder(channels, size, nets_cfg["enc_width"], nets_cfg["z_dim"]),
+        "decoder": build_decoder(channels, size, nets_cfg["gen_width"], nets_cfg["z_dim"]),
+    }
+    for m in models.values():
+        init_official(m, nets_cfg["init_std"])
+    return models
+
+
+def _check_size(size: int) -> None:
+    if size % 8 or size < 8:
+        raise ValueError(f"image size must be a multiple of 8 (three stride-2 stages), got {size}")

@@ -1,0 +1,226 @@
+"""The pipeline's stages: each reads its declared inputs, writes its declared outputs atomically.
+
+A stage is ``stage(params, dataset, ...) -> None``; ``pipeline.__main__`` wraps each as a CLI
+sub-command. Paths come from ``pipeline.paths``; hyperparameters from the validated params.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import paths
+from pipeline.atomic import write_json, write_npz, write_text, write_with
+from pipeline.config import dataset_cfg, method_cfg
+from pipeline.data import DataError, load_prepared, save_prepared
+
+log = logging.getLogger("pipeline")
+METHODS = ("coopvaebm", "vae")
+CHECKPOINT_FORMAT = 1
+
+
+def prepare(params: dict, dataset: str) -> None:
+    """Decode the dataset's real files to ``data/prepared/<dataset>.npz`` + JSON manifest."""
+    cfg = dataset_cfg(params, dataset)["prepare"]
+    if dataset == "digits":
+        from pipeline.data import digits as module
+    else:
+        raise DataError(f"dataset '{dataset}' has no prepare code yet (implemented: digits)")
+    prepared = module.prepare(cfg)
+    save_prepared(prepared, paths.prepared(dataset), paths.manifest(dataset))
+    log.info("prepared %s: train %s, test %s (%s)", dataset, prepared.x_train.shape, prepared.x_test.shape,
+             prepared.source)
+
+
+def classifier(params: dict, dataset: str, progress: bool = True) -> None:
+    """Train the domain feature extractor for fd_<dataset>/kid_<dataset>; fail if it is not accurate enough."""
+    from pipeline.features import train_classifier
+
+    cfg = dataset_cfg(params, dataset)["classifier"]
+    data = load_prepared(paths.prepared(dataset))
+    ckpt, acc = train_classifier(
+        data.x_train, data.y_train, data.x_test, data.y_test, width=cfg["width"], feat_dim=cfg["feat_dim"],
+        epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=cfg["seed"],
+    )
+    log.info("classifier test accuracy %.4f on %d held-out images", acc, len(data.y_test))
+    if acc < cfg["min_accuracy"]:
+        raise RuntimeError(
+            f"the {dataset} feature classifier reached test accuracy {acc:.4f} < min_accuracy "
+            f"{cfg['min_accuracy']} (params.yaml datasets.{dataset}.classifier): its features would not be "
+            f"trustworthy for fd_{dataset}. Train longer (epochs) or wider (width)."
+        )
+    write_with(paths.classifier(dataset), lambda tmp: torch.save(ckpt, tmp))
+    write_json(paths.classifier_metrics(dataset), {"test_accuracy": acc, "n_test": int(len(data.y_test))})
+
+
+def _device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _arch(data_shape: tuple[int, ...], nets_cfg: dict) -> dict:
+    return {"channels": int(data_shape[3]), "size": int(data_shape[1]), **nets_cfg}
+
+
+def train(params: dict, dataset: str, method: str, device: str | None = None, progress: bool = True) -> None:
+    """Train ``method`` on the prepared training split; write the checkpoint and the training curves."""
+    from pipeline.nets import build_models
+    from pipeline.sample import to_float
+    from pipeline.teaching import make_trainer
+    from pipeline.teaching import train as run_training
+
+    dcfg, mcfg = dataset_cfg(params, dataset), method_cfg(params, dataset, method)
+    dev = _device(device)
+    data = load_prepared(paths.prepared(dataset))
+    x = to_float(data.x_train, dev)
+    arch = _arch(data.x_train.shape, dcfg["nets"])
+    torch.manual_seed(mcfg["seed"])
+    models = {k: m.to(dev) for k, m in build_models(arch["channels"], arch["size"], dcfg["nets"]).items()}
+    if method == "vae":
+        del models["ebm"]
+    trainer = make_trainer(method, models, mcfg, dev)
+    log.info("training %s on %s: %d images %s, %d epochs, device %s", method, dataset, len(x), tuple(x.shape[1:]),
+             mcfg["epochs"], dev)
+    curves = run_training(method, trainer, x, mcfg, dcfg["nets"]["z_dim"], progress=progress)
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "dataset": dataset,
+        "method": method,
+        "arch": arch,
+        "iterations": int(curves[-1]["step"]),
+        "models": {k: m.state_dict() for k, m in models.items()},
+    }
+    write_with(paths.checkpoint(dataset, method), lambda tmp: torch.save(ckpt, tmp))
+    _write_curves(curves, paths.curves(dataset, method), paths.curves_png(dataset, method), method)
+    log.info("saved %s after %d iterations", paths.checkpoint(dataset, method), ckpt["iterations"])
+
+
+def _write_curves(rows: list[dict], csv_path: Path, png_path: Path, title: str) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    write_text(csv_path, buf.getvalue())
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("energy_gap", "loss_vae", "vae_rec", "vae_kl", "revision_l2") if k in rows[0]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    steps = [r["step"] for r in rows]
+    for ax, k in zip(axes[0], keys):
+        ax.plot(steps, [r[k] for r in rows], lw=1)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"{title}: training curves", fontsize=10)
+    fig.tight_layout()
+    write_with(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}))
+    plt.close(fig)
+
+
+def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: torch.device) -> dict:
+    """Load a checkpoint with ``weights_only=True`` and rebuild its nets; refuse one from another config."""
+    from pipeline.nets import build_models
+
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found: run the train stage "
+                                f"(python -m pipeline train --dataset {dataset} --method {method}).")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # pickle errors differ by torch version; all mean "not a safe state dict"
+        raise RuntimeError(f"{path} is not a checkpoint this pipeline wrote (torch.load(weights_only=True) "
+                           f"refused it: {exc}). Delete it and rerun the train stage.") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"{path} is not a format-{CHECKPOINT_FORMAT} checkpoint of this pipeline. "
+                           f"Delete it and rerun the train stage.")
+    if ckpt["arch"] != arch:
+        diff = {k: (ckpt["arch"].get(k), arch.get(k)) for k in set(arch) | set(ckpt["arch"])
+                if ckpt["arch"].get(k) != arch.get(k)}
+        raise RuntimeError(f"{path} was trained with another architecture than params.yaml asks for "
+                           f"(key: (checkpoint, params)) {diff}. Retrain, or restore the params it was made with.")
+    models = build_models(arch["channels"], arch["size"], {k: arch[k] for k in arch if k not in ("channels", "size")})
+    out = {}
+    for name, state in ckpt["models"].items():
+        models[name].load_state_dict(state)
+        out[name] = models[name].to(device)
+    return out
+
+
+def sample(params: dict, dataset: str, method: str, device: str | None = None, progress: bool = True) -> None:
+    """Draw ``sample.n_samples`` images: VAE samples, plus their Langevin revisions for coopvaebm."""
+    from pipeline.sample import generate, save_grid
+
+    dcfg, mcfg = dataset_cfg(params, dataset), method_cfg(params, dataset, method)
+    dev = _device(device)
+    data = load_prepared(paths.prepared(dataset))
+    arch = _arch(data.x_train.shape, dcfg["nets"])
+    models = load_checkpoint(paths.checkpoint(dataset, method), dataset, method, arch, dev)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(dcfg["sample"]["seed"])
+    chunk = mcfg["n_chains"] if method == "coopvaebm" else mcfg["batch_size"]
+    langevin = mcfg["langevin"] if method == "coopvaebm" else None
+    out = generate(models, dcfg["sample"]["n_samples"], chunk, arch["z_dim"], langevin, gen, progress)
+    write_npz(paths.samples(dataset, method), **out)
+    panels = {"VAE sample x̃ = g(z)": out["vae"]}
+    if "revised" in out:
+        panels[f"after {langevin['test_steps']} Langevin steps x̂"] = out["revised"]
+    panels["real (test split)"] = data.x_test
+    save_grid(paths.samples_png(dataset, method), panels)
+    log.info("wrote %d samples of %s to %s", len(out["vae"]), method, paths.samples(dataset, method))
+
+
+def _reference(data, which: str) -> np.ndarray:
+    return data.x_train if which == "train" else data.x_test
+
+
+def score(params: dict, dataset: str, method: str, progress: bool = True) -> None:
+    """fd_/kid_<dataset> of the method's samples (revised and VAE-only) against the reference images."""
+    from pipeline.metrics import cleanfid_fd, fidelity_scores
+
+    scfg = dataset_cfg(params, dataset)["score"]
+    data = load_prepared(paths.prepared(dataset))
+    ref = _reference(data, scfg["reference"])
+    clf = str(paths.classifier(dataset))
+    with np.load(paths.samples(dataset, method), allow_pickle=False) as z:
+        sets = {k: z[k] for k in z.files}
+    final = "revised" if "revised" in sets else "vae"
+    kw = dict(kid_subsets=scfg["kid_subsets"], kid_subset_size=scfg["kid_subset_size"],
+              batch_size=scfg["batch_size"], verbose=progress)
+    out: dict = {"reference": scfg["reference"], "n_reference": int(len(ref)), "n_samples": int(len(sets[final])),
+                 "feature_extractor": f"{dataset} classifier ({clf})"}
+    scores = {key: fidelity_scores(imgs, ref, clf, **kw) for key, imgs in sets.items()}
+    for key, suffix in ((final, ""), ("vae", "_vae")):
+        out[f"fd_{dataset}{suffix}"] = scores[key]["fd"]
+        out[f"kid_{dataset}{suffix}"] = scores[key]["kid"]
+        out[f"kid_{dataset}{suffix}_std"] = scores[key]["kid_std"]
+    out[f"fd_{dataset}_cleanfid"] = cleanfid_fd(sets[final], ref, clf, batch_size=scfg["batch_size"])
+    write_json(paths.metrics(dataset, method), out)
+    log.info("%s on %s: %s", method, dataset, {k: v for k, v in out.items() if k.startswith(("fd_", "kid_"))})
+
+
+def score_real(params: dict, dataset: str, progress: bool = True) -> None:
+    """The floor: the held-out real test images scored exactly like samples."""
+    from pipeline.metrics import cleanfid_fd, fidelity_scores
+
+    scfg = dataset_cfg(params, dataset)["score"]
+    if scfg["reference"] != "train":
+        raise RuntimeError("the real-data floor scores the test split against the training split; "
+                           f"datasets.{dataset}.score.reference must be 'train' for it to mean anything")
+    data = load_prepared(paths.prepared(dataset))
+    clf = str(paths.classifier(dataset))
+    s = fidelity_scores(data.x_test, data.x_train, clf, kid_subsets=scfg["kid_subsets"],
+                        kid_subset_size=scfg["kid_subset_size"], batch_size=scfg["batch_size"], verbose=progress)
+    out = {"reference": "train", "n_reference": int(len(data.x_train)), "n_samples": int(len(data.x_test)),
+           f"fd_{dataset}": s["fd"], f"kid_{dataset}": s["kid"], f"kid_{dataset}_std": s["kid_std"],
+           f"fd_{dataset}_cleanfid": cleanfid_fd(data.x_test, data.x_train, clf, batch_size=scfg["batch_size"])}
+    write_json(paths.metrics(dataset, "real"), out)
+    log.info("real test split on %s: %s", dataset, out)
