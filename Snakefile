@@ -7,6 +7,9 @@ from snakemake.utils import validate
 configfile: "params.yaml"
 validate(config, "pipeline/schema.yaml")
 
+# Used with --use-conda; without it the rules run in the current environment (make install).
+ENV = "envs/pipeline.yaml"
+
 DATASETS = list(config["datasets"])
 
 
@@ -55,6 +58,8 @@ rule prepare:
         prepare=section("datasets", "{dataset}", "prepare"),
     log:
         "logs/{dataset}/prepare.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline prepare --dataset {wildcards.dataset} --log {log}"
 
@@ -70,6 +75,8 @@ rule classifier:
         classifier=section("datasets", "{dataset}", "classifier"),
     log:
         "logs/{dataset}/classifier.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline classifier --dataset {wildcards.dataset} --log {log}"
 
@@ -89,6 +96,8 @@ rule train:
         method=section("datasets", "{dataset}", "methods", "{method}"),
     log:
         "logs/{dataset}/{method}/train.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline train --dataset {wildcards.dataset} --method {wildcards.method} --log {log}"
 
@@ -107,6 +116,8 @@ rule sample:
         sample=section("datasets", "{dataset}", "sample"),
     log:
         "logs/{dataset}/{method}/sample.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline sample --dataset {wildcards.dataset} --method {wildcards.method} --log {log}"
 
@@ -123,6 +134,8 @@ rule score:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/{method}/score.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline score --dataset {wildcards.dataset} --method {wildcards.method} --log {log}"
 
@@ -138,6 +151,8 @@ rule score_real:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/score-real.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline score-real --dataset {wildcards.dataset} --log {log}"
 
@@ -150,6 +165,8 @@ rule tables:
         [f"results/tables/{d}.{ext}" for d in DATASETS for ext in ("md", "tex")],
     log:
         "logs/tables.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline tables --log {log}"
 
@@ -165,5 +182,7 @@ rule check:
         check=section("check", "{dataset}"),
     log:
         "logs/{dataset}/check.log",
+    conda:
+        ENV
     shell:
         "python -m pipeline check --dataset {wildcards.dataset} --log {log}"

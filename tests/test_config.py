@@ -1,0 +1,68 @@
+import copy
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_params, validate
+
+
+@pytest.fixture
+def params(in_repo):
+    return load_params(in_repo / "params.yaml")
+
+
+def _raises(params, *needles):
+    with pytest.raises(ConfigError) as err:
+        validate(params)
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
+    return str(err.value)
+
+
+def test_repo_params_are_valid(params):
+    assert "digits" in params["datasets"]
+
+
+def test_wrong_type_names_the_key(params):
+    bad = copy.deepcopy(params)
+    bad["datasets"]["digits"]["methods"]["coopvaebm"]["epochs"] = "ten"
+    _raises(bad, "datasets.digits.methods.coopvaebm.epochs", "not of type 'integer'")
+
+
+def test_unknown_key_names_the_key(params):
+    bad = copy.deepcopy(params)
+    bad["datasets"]["digits"]["methods"]["coopvaebm"]["langevin"]["n_steps"] = 10
+    _raises(bad, "unknown key datasets.digits.methods.coopvaebm.langevin.n_steps", "train_steps")
+
+
+def test_negative_step_size_is_out_of_range(params):
+    bad = copy.deepcopy(params)
+    bad["datasets"]["digits"]["methods"]["coopvaebm"]["langevin"]["step_size"] = -0.002
+    _raises(bad, "datasets.digits.methods.coopvaebm.langevin.step_size")
+
+
+def test_unknown_dataset_and_method(params):
+    bad = copy.deepcopy(params)
+    bad["datasets"]["mnist"] = bad["datasets"]["digits"]
+    bad["datasets"]["digits"]["methods"]["gan"] = {}
+    _raises(bad, "unknown key datasets.mnist", "unknown key datasets.digits.methods.gan")
+
+
+def test_unparsable_and_missing_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("datasets: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_cli_exits_nonzero_with_message(tmp_path, in_repo, capsys):
+    from pipeline.__main__ import main
+
+    bad = yaml.safe_load((in_repo / "params.yaml").read_text())
+    bad["datasets"]["digits"]["prepare"]["resolution"] = 15
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(bad))
+    assert main(["prepare", "--dataset", "digits", "--params", str(p)]) == 1
+    assert "datasets.digits.prepare.resolution" in capsys.readouterr().err
