@@ -1,0 +1,86 @@
+"""Units of the stages: atomic writes, the sampler's uint8 mapping, checkpoints, check and tables."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import paths
+from pipeline.atomic import write_npz, write_text
+from pipeline.check import ThresholdError, check
+from pipeline.nets import build_models
+from pipeline.sample import to_float, to_uint8
+from pipeline.tables import tables
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.npz"
+    with pytest.raises(ValueError):
+        write_npz(target, a=np.array([object()], dtype=object))  # cannot be saved without pickle
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npz_is_byte_identical_across_writes(tmp_path):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    write_npz(a, x=np.arange(10, dtype=np.uint8))
+    write_npz(b, x=np.arange(10, dtype=np.uint8))
+    assert a.read_bytes() == b.read_bytes()
+    assert np.array_equal(np.load(a)["x"], np.arange(10))
+
+
+def test_uint8_mapping_follows_official_code():
+    x = torch.tensor([-1.5, -1.0, 0.0, 0.999, 1.0, 2.0]).view(1, 1, 1, 6)
+    assert to_uint8(x).ravel().tolist() == [0, 0, 127, 254, 255, 255]
+    img = np.array([0, 127, 255], dtype=np.uint8).reshape(1, 1, 3, 1)
+    assert to_float(img).ravel().tolist() == pytest.approx([-1.0, 127 / 127.5 - 1, 1.0])
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_nets_shapes(size):
+    nets = {"ebm_width": 8, "enc_width": 8, "gen_width": 8, "z_dim": 5, "init_std": 0.005}
+    m = build_models(3, size, nets)
+    x = m["decoder"](torch.randn(4, 5))
+    assert x.shape == (4, 3, size, size) and x.abs().max() <= 1
+    assert m["ebm"](x).shape == (4,)
+    mean, logstd = m["encoder"](x)
+    assert mean.shape == logstd.shape == (4, 5)
+
+
+def _metrics(tmp_path, coop=(5.0, 9.0), vae=7.0):
+    for method, fd, fd_vae in (("coopvaebm", *coop), ("vae", vae, vae), ("real", 0.3, 0.3)):
+        write_text(tmp_path / paths.metrics("digits", method), json.dumps(
+            {"fd_digits": fd, "fd_digits_vae": fd_vae, "kid_digits": 0.01, "kid_digits_std": 0.001,
+             "n_samples": 540, "n_reference": 1257, "reference": "train"}))
+    write_text(tmp_path / paths.classifier_metrics("digits"), json.dumps({"test_accuracy": 0.99}))
+
+
+RULES = [{"metric": "classifier.test_accuracy", "min": 0.95},
+         {"metric": "coopvaebm.fd_digits", "below": "vae.fd_digits"},
+         {"metric": "coopvaebm.fd_digits", "max": 6.0}]
+
+
+def test_check_passes_and_reports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _metrics(tmp_path)
+    results = check({"check": {"digits": RULES}}, "digits")
+    assert all(r["ok"] for r in results)
+    assert json.loads((tmp_path / paths.check_report("digits")).read_text())["checks"][1]["bound"] == 7.0
+
+
+def test_check_fails_naming_the_metric_and_writes_no_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _metrics(tmp_path, coop=(8.0, 9.0))
+    with pytest.raises(ThresholdError, match=r"coopvaebm.fd_digits = 8 < vae.fd_digits = 7[\s\S]*fd_digits = 8 <= 6"):
+        check({"check": {"digits": RULES}}, "digits")
+    assert not (tmp_path / paths.check_report("digits")).exists()
+
+
+def test_tables_markdown_and_latex(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _metrics(tmp_path)
+    tables({"datasets": {"digits": {"methods": {"coopvaebm": {}, "vae": {}}}}})
+    md = (tmp_path / paths.table("digits", "md")).read_text()
+    assert "| coopvaebm | 5.00 | 9.00 |" in md and "| vae | — | 7.00 |" in md and "floor" in md
+    tex = (tmp_path / paths.table("digits", "tex")).read_text()
+    assert r"\begin{tabular}" in tex and r"coopvaebm & 5.00 & 9.00" in tex
