@@ -78,10 +78,13 @@ def train(params: dict, dataset: str, method: str, device: str | None = None, pr
     dcfg, mcfg = dataset_cfg(params, dataset), method_cfg(params, dataset, method)
     dev = _device(device)
     data = load_prepared(paths.prepared(dataset))
-    x = to_float(data.x_train, dev)
+    # channels-last: oneDNN/cuDNN convolutions run faster on NHWC (measured 1.2-1.8x for the
+    # Langevin revision on CPU); the computation is the same.
+    x = to_float(data.x_train, dev).contiguous(memory_format=torch.channels_last)
     arch = _arch(data.x_train.shape, dcfg["nets"])
     torch.manual_seed(mcfg["seed"])
-    models = {k: m.to(dev) for k, m in build_models(arch["channels"], arch["size"], dcfg["nets"]).items()}
+    models = {k: m.to(dev, memory_format=torch.channels_last)
+              for k, m in build_models(arch["channels"], arch["size"], dcfg["nets"]).items()}
     if method == "vae":
         del models["ebm"]
     trainer = make_trainer(method, models, mcfg, dev)
@@ -151,7 +154,7 @@ def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: t
     out = {}
     for name, state in ckpt["models"].items():
         models[name].load_state_dict(state)
-        out[name] = models[name].to(device)
+        out[name] = models[name].to(device, memory_format=torch.channels_last)
     return out
 
 
