@@ -77,6 +77,20 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically and byte-reproducibly.
+
+    torch.save names the records inside its zip after the file it writes to, so saving to a random
+    temporary name would give different bytes (and DVC hashes) for identical tensors: serialise to
+    memory (records named ``archive/``) and write those bytes instead.
+    """
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result to ``path`` atomically (for torch.save, savefig)."""
     with atomic_path(path) as tmp:

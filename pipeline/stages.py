@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pipeline import paths
-from pipeline.atomic import write_json, write_npz, write_text, write_with
+from pipeline.atomic import write_json, write_npz, write_text, write_torch, write_with
 from pipeline.config import dataset_cfg, method_cfg
 from pipeline.data import DataError, load_prepared, save_prepared
 
@@ -54,7 +54,7 @@ def classifier(params: dict, dataset: str, progress: bool = True) -> None:
             f"{cfg['min_accuracy']} (params.yaml datasets.{dataset}.classifier): its features would not be "
             f"trustworthy for fd_{dataset}. Train longer (epochs) or wider (width)."
         )
-    write_with(paths.classifier(dataset), lambda tmp: torch.save(ckpt, tmp))
+    write_torch(paths.classifier(dataset), ckpt)
     write_json(paths.classifier_metrics(dataset), {"test_accuracy": acc, "n_test": int(len(data.y_test))})
 
 
@@ -99,7 +99,7 @@ def train(params: dict, dataset: str, method: str, device: str | None = None, pr
         "iterations": int(curves[-1]["step"]),
         "models": {k: m.state_dict() for k, m in models.items()},
     }
-    write_with(paths.checkpoint(dataset, method), lambda tmp: torch.save(ckpt, tmp))
+    write_torch(paths.checkpoint(dataset, method), ckpt)
     _write_curves(curves, paths.curves(dataset, method), paths.curves_png(dataset, method), method)
     log.info("saved %s after %d iterations", paths.checkpoint(dataset, method), ckpt["iterations"])
 

@@ -84,3 +84,13 @@ def test_tables_markdown_and_latex(tmp_path, monkeypatch):
     assert "| coopvaebm | 5.00 | 9.00 |" in md and "| vae | — | 7.00 |" in md and "floor" in md
     tex = (tmp_path / paths.table("digits", "tex")).read_text()
     assert r"\begin{tabular}" in tex and r"coopvaebm & 5.00 & 9.00" in tex
+
+
+def test_torch_checkpoint_is_byte_identical_across_writes(tmp_path):
+    from pipeline.atomic import write_torch
+
+    state = {"w": torch.arange(6.0).view(2, 3), "step": 3}
+    write_torch(tmp_path / "a.pt", state)
+    write_torch(tmp_path / "b.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], state["w"])

@@ -25,16 +25,22 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 def snakemake_jobs(text: str) -> dict[str, dict]:
-    """Parse a `snakemake -n -p` listing into {shell command: {rule, input, output}} (logs count as outputs)."""
+    """Parse a `snakemake -n -p` listing into {shell command: {rule, input, output}} (logs count as outputs).
+
+    Target-only rules (no shell command, like `all` and `digits`) are left out.
+    """
     jobs = {}
-    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", text):
-        m = re.search(r"rule (\w+):\n(.*?)\nShell command: (.+)", block, re.S)
-        if not m:
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", text, flags=re.M)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        shell = re.search(r"^Shell command: ([^\n]+)$", block, re.M)
+        if shell is None or shell.group(1).strip() == "None":
             continue
-        fields = dict(re.findall(r"^\s{4}(\w+): (.*)$", m.group(2), re.M))
-        split = lambda k: set(filter(None, (s.strip() for s in fields.get(k, "").split(","))))  # noqa: E731
-        jobs[m.group(3).strip()] = {"rule": m.group(1), "input": split("input"),
-                                    "output": split("output") | split("log")}
+        fields = dict(re.findall(r"^ {4}(\w+): ([^\n]*)$", block, re.M))
+
+        def split(key: str) -> set[str]:
+            return {s.strip() for s in fields.get(key, "").split(",") if s.strip()}
+
+        jobs[shell.group(1).strip()] = {"rule": rule, "input": split("input"), "output": split("output") | split("log")}
     return jobs
 
 
