@@ -1,4 +1,5 @@
-# Two commands: `make reproduce` (install + the embedded digits reproduction, end to end)
+# Two commands: `make reproduce` (install + the embedded digits reproduction, end to end, rerun
+# from scratch even where committed results exist)
 # and `make test` (install + the test suite). Both create .venv on first use.
 VENV ?= .venv
 PYTHON ?= python3
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: install
-	snakemake --cores all digits
+	snakemake --cores all --forceall digits
 
 test: install
 	python -m pytest -q -ra

@@ -7,6 +7,10 @@ from snakemake.utils import validate
 configfile: "params.yaml"
 validate(config, "pipeline/schema.yaml")
 
+# Torch stages declare every core (`threads: workflow.cores`): Snakemake then runs them one at a
+# time with OMP_NUM_THREADS = --cores, the thread count `dvc repro` uses too, so both tools give
+# bit-identical results on one machine (float reductions depend on the thread count).
+
 # Used with --use-conda; without it the rules run in the current environment (make install).
 ENV = "envs/pipeline.yaml"
 
@@ -49,6 +53,7 @@ rule digits:
 
 rule prepare:
     input:
+        "pipeline/stages.py",
         "pipeline/data/__init__.py",
         "pipeline/data/{dataset}.py",
     output:
@@ -67,6 +72,7 @@ rule prepare:
 rule classifier:
     input:
         "data/prepared/{dataset}.npz",
+        "pipeline/stages.py",
         "pipeline/features.py",
     output:
         "models/{dataset}/classifier.pt",
@@ -75,6 +81,7 @@ rule classifier:
         classifier=section("datasets", "{dataset}", "classifier"),
     log:
         "logs/{dataset}/classifier.log",
+    threads: workflow.cores
     conda:
         ENV
     shell:
@@ -84,6 +91,7 @@ rule classifier:
 rule train:
     input:
         "data/prepared/{dataset}.npz",
+        "pipeline/stages.py",
         "pipeline/nets.py",
         "pipeline/langevin.py",
         "pipeline/teaching.py",
@@ -96,6 +104,7 @@ rule train:
         method=section("datasets", "{dataset}", "methods", "{method}"),
     log:
         "logs/{dataset}/{method}/train.log",
+    threads: workflow.cores
     conda:
         ENV
     shell:
@@ -106,7 +115,10 @@ rule sample:
     input:
         "data/prepared/{dataset}.npz",
         "models/{dataset}/{method}.pt",
+        "pipeline/stages.py",
         "pipeline/sample.py",
+        "pipeline/langevin.py",
+        "pipeline/teaching.py",
     output:
         "results/{dataset}/{method}/samples.npz",
         "results/{dataset}/{method}/samples.png",
@@ -116,6 +128,7 @@ rule sample:
         sample=section("datasets", "{dataset}", "sample"),
     log:
         "logs/{dataset}/{method}/sample.log",
+    threads: workflow.cores
     conda:
         ENV
     shell:
@@ -127,6 +140,7 @@ rule score:
         "data/prepared/{dataset}.npz",
         "models/{dataset}/classifier.pt",
         "results/{dataset}/{method}/samples.npz",
+        "pipeline/stages.py",
         "pipeline/metrics.py",
     output:
         "results/{dataset}/{method}/metrics.json",
@@ -134,6 +148,7 @@ rule score:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/{method}/score.log",
+    threads: workflow.cores
     conda:
         ENV
     shell:
@@ -144,6 +159,7 @@ rule score_real:
     input:
         "data/prepared/{dataset}.npz",
         "models/{dataset}/classifier.pt",
+        "pipeline/stages.py",
         "pipeline/metrics.py",
     output:
         "results/{dataset}/real/metrics.json",
@@ -151,6 +167,7 @@ rule score_real:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/score-real.log",
+    threads: workflow.cores
     conda:
         ENV
     shell:

@@ -70,11 +70,23 @@ def _setup_logging(log_path: str | None) -> None:
                         force=True)
 
 
+def _set_threads() -> None:
+    """Use OMP_NUM_THREADS (Snakemake sets it to the job's threads), else every logical core.
+
+    Results are bit-identical only at the same thread count, so both workflow tools must agree;
+    torch's own default (physical cores) would differ from Snakemake's --cores on SMT machines.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     log = logging.getLogger("pipeline")
     progress = not args.no_progress and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
+    _set_threads()
     t0 = time.perf_counter()
     try:
         params = load_params(args.params)

@@ -25,7 +25,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 def snakemake_jobs(text: str) -> dict[str, dict]:
-    """Parse a `snakemake -n -p` listing into {shell command: {rule, input, output}} (logs count as outputs).
+    """Parse a `snakemake -n -p` listing into {shell command: {rule, input, output, log}}.
 
     Target-only rules (no shell command, like `all` and `digits`) are left out.
     """
@@ -40,7 +40,8 @@ def snakemake_jobs(text: str) -> dict[str, dict]:
         def split(key: str) -> set[str]:
             return {s.strip() for s in fields.get(key, "").split(",") if s.strip()}
 
-        jobs[shell.group(1).strip()] = {"rule": rule, "input": split("input"), "output": split("output") | split("log")}
+        jobs[shell.group(1).strip()] = {"rule": rule, "input": split("input"), "output": split("output"),
+                                        "log": split("log")}
     return jobs
 
 
@@ -70,6 +71,7 @@ def test_snakefile_and_dvc_yaml_agree(in_repo):
         assert stage["stage"].split("@")[0] == job["rule"], (cmd, stage["stage"], job["rule"])
         assert job["input"] == stage["deps"], f"{cmd}: inputs differ: {job['input'] ^ stage['deps']}"
         assert job["output"] == stage["outs"], f"{cmd}: outputs differ: {job['output'] ^ stage['outs']}"
+        assert len(job["log"]) == 1 and f"--log {next(iter(job['log']))}" in cmd, (cmd, job["log"])
 
 
 def test_snakemake_lint_is_clean(in_repo):
