@@ -94,3 +94,41 @@ def test_torch_checkpoint_is_byte_identical_across_writes(tmp_path):
     write_torch(tmp_path / "b.pt", state)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], state["w"])
+
+
+def _tiny_checkpoint(tmp_path, nets):
+    from pipeline.atomic import write_torch
+    from pipeline.stages import CHECKPOINT_FORMAT
+
+    arch = {"channels": 1, "size": 16, **nets}
+    models = build_models(1, 16, nets)
+    path = tmp_path / "coopvaebm.pt"
+    write_torch(path, {"format": CHECKPOINT_FORMAT, "dataset": "digits", "method": "coopvaebm", "arch": arch,
+                       "iterations": 1, "models": {k: m.state_dict() for k, m in models.items()}})
+    return path, arch
+
+
+NETS = {"ebm_width": 8, "enc_width": 8, "gen_width": 8, "z_dim": 5, "init_std": 0.005}
+
+
+def test_checkpoint_roundtrip_and_architecture_mismatch_is_named(tmp_path):
+    from pipeline.stages import load_checkpoint
+
+    path, arch = _tiny_checkpoint(tmp_path, NETS)
+    models = load_checkpoint(path, "digits", "coopvaebm", arch, torch.device("cpu"))
+    assert set(models) == {"ebm", "encoder", "decoder"}
+    with pytest.raises(RuntimeError, match=r"another architecture.*'ebm_width': \(8, 16\)"):
+        load_checkpoint(path, "digits", "coopvaebm", {**arch, "ebm_width": 16}, torch.device("cpu"))
+
+
+def test_checkpoint_that_is_not_a_state_dict_is_refused(tmp_path):
+    import argparse
+
+    from pipeline.stages import load_checkpoint
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": 1, "payload": argparse.Namespace(x=1)}, bad)
+    with pytest.raises(RuntimeError, match="weights_only=True"):
+        load_checkpoint(bad, "digits", "coopvaebm", {}, torch.device("cpu"))
+    with pytest.raises(FileNotFoundError, match="run the train stage"):
+        load_checkpoint(tmp_path / "missing.pt", "digits", "coopvaebm", {}, torch.device("cpu"))
