@@ -92,6 +92,9 @@ def write_torch(path: str | os.PathLike, obj: Any) -> None:
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
-    """Call ``writer(tmp_path)`` and move the result to ``path`` atomically (for torch.save, savefig)."""
+    """Call ``writer(tmp_path)`` and move the result to ``path`` atomically (e.g. matplotlib's savefig).
+
+    Not for torch.save: use ``write_torch``, whose bytes do not depend on the file name.
+    """
     with atomic_path(path) as tmp:
         writer(tmp)

@@ -52,14 +52,16 @@ class ClassifierFeatures(FeatureExtractorBase):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.net.features(_to_model_channels(x.float(), self.net.channels)),)
+        return (_features(self.net, x),)
 
 
-def _to_model_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+def _features(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Classifier features of a batch as either library hands it over (uint8 or float, 0..255)."""
+    x = x.float()
     # clean-fid always decodes images as RGB; a grey classifier sees their mean (exact for grey PNGs).
-    if x.shape[1] == 3 and channels == 1:
-        return x.mean(dim=1, keepdim=True)
-    return x
+    if x.shape[1] == 3 and net.channels == 1:
+        x = x.mean(dim=1, keepdim=True)
+    return net.features(x)
 
 
 if EXTRACTOR not in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY:
@@ -120,14 +122,12 @@ def cleanfid_fd(samples: np.ndarray, reference: np.ndarray, classifier_path: str
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net.to(device)
 
-    def extract(batch: torch.Tensor) -> torch.Tensor:
-        return net.features(_to_model_channels(batch.float(), net.channels))
-
     with tempfile.TemporaryDirectory(prefix="cleanfid-") as tmp:
         _write_pngs(samples, Path(tmp) / "samples")
         _write_pngs(reference, Path(tmp) / "reference")
         return float(fid.compute_fid(
-            str(Path(tmp) / "samples"), str(Path(tmp) / "reference"), mode="clean", custom_feat_extractor=extract,
+            str(Path(tmp) / "samples"), str(Path(tmp) / "reference"), mode="clean",
+            custom_feat_extractor=lambda batch: _features(net, batch),
             custom_fn_resize=lambda x: x.astype(np.float32), batch_size=batch_size, num_workers=0, device=device,
             verbose=False,
         ))

@@ -91,17 +91,22 @@ def train(params: dict, dataset: str, method: str, device: str | None = None, pr
     log.info("training %s on %s: %d images %s, %d epochs, device %s", method, dataset, len(x), tuple(x.shape[1:]),
              mcfg["epochs"], dev)
     curves = run_training(method, trainer, x, mcfg, dcfg["nets"]["z_dim"], progress=progress)
-    ckpt = {
+    save_checkpoint(paths.checkpoint(dataset, method), dataset, method, arch, models, int(curves[-1]["step"]))
+    _write_curves(curves, paths.curves(dataset, method), paths.curves_png(dataset, method), method)
+    log.info("saved %s after %d iterations", paths.checkpoint(dataset, method), curves[-1]["step"])
+
+
+def save_checkpoint(path: Path, dataset: str, method: str, arch: dict, models: dict[str, torch.nn.Module],
+                    iterations: int) -> None:
+    """Write the checkpoint format that ``load_checkpoint`` reads (tensors and plain values only)."""
+    write_torch(path, {
         "format": CHECKPOINT_FORMAT,
         "dataset": dataset,
         "method": method,
         "arch": arch,
-        "iterations": int(curves[-1]["step"]),
+        "iterations": iterations,
         "models": {k: m.state_dict() for k, m in models.items()},
-    }
-    write_torch(paths.checkpoint(dataset, method), ckpt)
-    _write_curves(curves, paths.curves(dataset, method), paths.curves_png(dataset, method), method)
-    log.info("saved %s after %d iterations", paths.checkpoint(dataset, method), ckpt["iterations"])
+    })
 
 
 def _write_curves(rows: list[dict], csv_path: Path, png_path: Path, title: str) -> None:

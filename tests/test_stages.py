@@ -97,14 +97,11 @@ def test_torch_checkpoint_is_byte_identical_across_writes(tmp_path):
 
 
 def _tiny_checkpoint(tmp_path, nets):
-    from pipeline.atomic import write_torch
-    from pipeline.stages import CHECKPOINT_FORMAT
+    from pipeline.stages import save_checkpoint
 
     arch = {"channels": 1, "size": 16, **nets}
-    models = build_models(1, 16, nets)
     path = tmp_path / "coopvaebm.pt"
-    write_torch(path, {"format": CHECKPOINT_FORMAT, "dataset": "digits", "method": "coopvaebm", "arch": arch,
-                       "iterations": 1, "models": {k: m.state_dict() for k, m in models.items()}})
+    save_checkpoint(path, "digits", "coopvaebm", arch, build_models(1, 16, nets), iterations=1)
     return path, arch
 
 
