@@ -15,6 +15,9 @@ validate(config, "pipeline/schema.yaml")
 ENV = "envs/pipeline.yaml"
 
 DATASETS = list(config["datasets"])
+# digits is scored on its own classifier's features (fd_digits); the paper's datasets with Inception.
+EMBEDDED = [d for d in DATASETS if d == "digits"]
+PAPER = [d for d in DATASETS if d not in EMBEDDED]
 
 
 def methods(dataset):
@@ -35,6 +38,13 @@ def targets(dataset):
     return [f"results/tables/{dataset}.md", f"results/tables/{dataset}.tex", f"results/{dataset}/check.json"]
 
 
+def features(wildcards):
+    """What score reads besides the samples: the digits classifier, or the real images' Inception features."""
+    if wildcards.dataset in EMBEDDED:
+        return [f"models/{wildcards.dataset}/classifier.pt", "pipeline/metrics.py"]
+    return [f"data/reference/{wildcards.dataset}.npz", "pipeline/inception.py"]
+
+
 wildcard_constraints:
     dataset="|".join(DATASETS),
     method="coopvaebm|vae",
@@ -44,6 +54,7 @@ rule all:
     default_target: True
     input:
         [t for d in DATASETS for t in targets(d)],
+        ["results/tables/paper.md", "results/tables/paper.tex"] if PAPER else [],
 
 
 rule digits:
@@ -51,10 +62,13 @@ rule digits:
         targets("digits"),
 
 
+# Data and the real images' features first (priority): a missing archive or Inception weight file
+# then stops the workflow with its download message before any training starts.
 rule prepare:
     input:
         "pipeline/stages.py",
         "pipeline/data/__init__.py",
+        "pipeline/data/archives.py",
         "pipeline/data/{dataset}.py",
     output:
         "data/prepared/{dataset}.npz",
@@ -63,13 +77,37 @@ rule prepare:
         prepare=section("datasets", "{dataset}", "prepare"),
     log:
         "logs/{dataset}/prepare.log",
+    priority: 100
     conda:
         ENV
     shell:
         "python -m pipeline prepare --dataset {wildcards.dataset} --log {log}"
 
 
+rule reference:
+    input:
+        "data/prepared/{dataset}.npz",
+        "pipeline/stages.py",
+        "pipeline/inception.py",
+    output:
+        "data/reference/{dataset}.npz",
+    params:
+        score=section("datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/reference.log",
+    wildcard_constraints:
+        dataset="|".join(PAPER) or "^$",
+    priority: 90
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "python -m pipeline reference --dataset {wildcards.dataset} --log {log}"
+
+
 rule classifier:
+    wildcard_constraints:
+        dataset="|".join(EMBEDDED) or "^$",
     input:
         "data/prepared/{dataset}.npz",
         "pipeline/stages.py",
@@ -138,10 +176,9 @@ rule sample:
 rule score:
     input:
         "data/prepared/{dataset}.npz",
-        "models/{dataset}/classifier.pt",
+        features,
         "results/{dataset}/{method}/samples.npz",
         "pipeline/stages.py",
-        "pipeline/metrics.py",
     output:
         "results/{dataset}/{method}/metrics.json",
     params:
@@ -158,9 +195,8 @@ rule score:
 rule score_real:
     input:
         "data/prepared/{dataset}.npz",
-        "models/{dataset}/classifier.pt",
+        features,
         "pipeline/stages.py",
-        "pipeline/metrics.py",
     output:
         "results/{dataset}/real/metrics.json",
     params:
@@ -176,22 +212,38 @@ rule score_real:
 
 rule tables:
     input:
-        [f"results/{d}/{m}/metrics.json" for d in DATASETS for m in [*methods(d), "real"]],
+        lambda w: [f"results/{w.dataset}/{m}/metrics.json" for m in [*methods(w.dataset), "real"]],
         "pipeline/tables.py",
     output:
-        [f"results/tables/{d}.{ext}" for d in DATASETS for ext in ("md", "tex")],
+        "results/tables/{dataset}.md",
+        "results/tables/{dataset}.tex",
     log:
-        "logs/tables.log",
+        "logs/{dataset}/tables.log",
     conda:
         ENV
     shell:
-        "python -m pipeline tables --log {log}"
+        "python -m pipeline tables --dataset {wildcards.dataset} --log {log}"
+
+
+rule paper_tables:
+    input:
+        [f"results/{d}/{m}/metrics.json" for d in PAPER for m in methods(d)],
+        "pipeline/tables.py",
+        "pipeline/paper_numbers.yaml",
+    output:
+        "results/tables/paper.md",
+        "results/tables/paper.tex",
+    log:
+        "logs/paper_tables.log",
+    conda:
+        ENV
+    shell:
+        "python -m pipeline paper-tables --log {log}"
 
 
 rule check:
     input:
         lambda w: [f"results/{w.dataset}/{m}/metrics.json" for m in [*methods(w.dataset), "real"]],
-        "results/{dataset}/classifier.json",
         "pipeline/check.py",
     output:
         "results/{dataset}/check.json",

@@ -19,16 +19,20 @@ Reproduction of 'Learning Energy-Based Model with Variational Auto-Encoder as Am
 (Xie, Zheng & Li, AAAI 2021): variational MCMC teaching (CoopVAEBM).
 
 Stages, in order (each reads params.yaml and writes its outputs atomically):
-  prepare     data/prepared/D.npz + D.json        decode the dataset, fixed split
-  classifier  models/D/classifier.pt              domain feature extractor for fd_D / kid_D
+  prepare     data/prepared/D.npz + D.json        decode the dataset (archives checked by MD5), fixed split
+  reference   data/reference/D.npz                Inception features of the real reference images
+                                                  (paper datasets: cifar10, svhn, celeba)
+  classifier  models/D/classifier.pt              domain feature extractor for fd_D / kid_D (digits)
   train       models/D/M.pt + results/D/M/train/  train method M (coopvaebm or vae)
   sample      results/D/M/samples.npz, .png       VAE sample (+ Langevin revision for coopvaebm)
-  score       results/D/M/metrics.json            Fréchet distance and KID of the samples
+  score       results/D/M/metrics.json            FID/IS/KID (paper datasets) or fd_D/KID (digits)
   score-real  results/D/real/metrics.json         the floor: held-out real images, scored alike
   tables      results/tables/D.md, D.tex          every method's metrics side by side
+  paper-tables results/tables/paper.md, .tex      the paper's tables: paper's number, ours, difference
   check       results/D/check.json                exit 1 when a metric crosses its threshold
 
-Usually run through `snakemake --cores all digits` or `dvc repro`, not by hand.
+Usually run through `snakemake --cores all digits` (embedded, offline), `snakemake --cores all`
+(the full reproduction) or `dvc repro`, not by hand.
 """
 
 
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True, metavar="stage")
     _common(sub.add_parser("prepare", help="decode a dataset to data/prepared/D.npz"))
+    _common(sub.add_parser("reference", help="Inception features of the real reference images (paper datasets)"))
     _common(sub.add_parser("classifier", help="train the domain feature classifier used by score"))
     for name, helptext in (("train", "train a method"), ("sample", "draw samples from a trained method")):
         p = sub.add_parser(name, help=helptext)
@@ -56,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     _common(sub.add_parser("score", help="score a method's samples"), method=True)
     _common(sub.add_parser("score-real", help="score the held-out real images (the floor)"))
-    _common(sub.add_parser("tables", help="write results/tables/*.md and *.tex"), dataset=False)
+    _common(sub.add_parser("tables", help="write results/tables/D.md and D.tex"))
+    _common(sub.add_parser("paper-tables", help="write results/tables/paper.md and .tex (paper vs ours)"),
+            dataset=False)
     _common(sub.add_parser("check", help="compare metrics with params.yaml thresholds; exit 1 if crossed"))
     return parser
 
@@ -93,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline import check, stages, tables
 
         if args.stage == "prepare":
-            stages.prepare(params, args.dataset)
+            stages.prepare(params, args.dataset, progress)
+        elif args.stage == "reference":
+            stages.reference(params, args.dataset, progress)
         elif args.stage == "classifier":
             stages.classifier(params, args.dataset, progress)
         elif args.stage == "train":
@@ -105,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "score-real":
             stages.score_real(params, args.dataset, progress)
         elif args.stage == "tables":
-            tables.tables(params)
+            tables.tables(params, args.dataset)
+        elif args.stage == "paper-tables":
+            tables.write_paper_tables()
         elif args.stage == "check":
             for r in check.check(params, args.dataset):
                 log.info("ok  %s", r["rule"])

@@ -28,9 +28,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
         parent = _key_path(error)
         keys = ", ".join(f"{parent}.{k}" if error.absolute_path else k for k in extra)
         return f"unknown key {keys} (allowed here: {allowed})"
-    if error.validator == "propertyNames":
-        allowed = ", ".join(error.schema["propertyNames"]["enum"])
-        return f"unknown key {_key_path(error)}.{error.instance} (allowed: {allowed})"
     return f"{_key_path(error)}: {error.message}"
 
 

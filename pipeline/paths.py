@@ -18,6 +18,11 @@ def manifest(dataset: str) -> Path:
     return DATA / f"{dataset}.json"
 
 
+def reference_features(dataset: str) -> Path:
+    """Inception features of the real reference images (paper datasets), computed once."""
+    return Path("data/reference") / f"{dataset}.npz"
+
+
 def classifier(dataset: str) -> Path:
     return MODELS / dataset / "classifier.pt"
 

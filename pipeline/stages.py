@@ -7,6 +7,7 @@ sub-command. Paths come from ``pipeline.paths``; hyperparameters from the valida
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import logging
 from pathlib import Path
@@ -22,15 +23,20 @@ from pipeline.data import DataError, load_prepared, save_prepared
 log = logging.getLogger("pipeline")
 METHODS = ("coopvaebm", "vae")
 CHECKPOINT_FORMAT = 1
+# Scored on its own classifier's features (fd_<dataset>); every other dataset with Inception.
+EMBEDDED = ("digits",)
 
 
-def prepare(params: dict, dataset: str) -> None:
-    """Decode the dataset's real files to ``data/prepared/<dataset>.npz`` + JSON manifest."""
+def prepare(params: dict, dataset: str, progress: bool = True) -> None:
+    """Decode the dataset's real files to ``data/prepared/<dataset>.npz`` + JSON manifest.
+
+    Nothing is written unless decoding succeeded: a missing or corrupt archive raises ``DataError``.
+    """
     cfg = dataset_cfg(params, dataset)["prepare"]
-    if dataset == "digits":
-        from pipeline.data import digits as module
-    else:
-        raise DataError(f"dataset '{dataset}' has no prepare code yet (implemented: digits)")
+    try:
+        module = importlib.import_module(f"pipeline.data.{dataset}")
+    except ModuleNotFoundError:
+        raise DataError(f"dataset '{dataset}' has no prepare code (pipeline/data/{dataset}.py)") from None
     prepared = module.prepare(cfg)
     save_prepared(prepared, paths.prepared(dataset), paths.manifest(dataset))
     log.info("prepared %s: train %s, test %s (%s)", dataset, prepared.x_train.shape, prepared.x_test.shape,
@@ -191,7 +197,27 @@ def _reference(data, which: str) -> np.ndarray:
 
 
 def score(params: dict, dataset: str, method: str, progress: bool = True) -> None:
-    """fd_/kid_<dataset> of the method's samples (revised and VAE-only) against the reference images."""
+    """Score the method's samples (revised and VAE-only) against the reference images."""
+    if dataset in EMBEDDED:
+        _score_embedded(params, dataset, method, progress)
+    else:
+        _score_inception(params, dataset, method, progress)
+
+
+def score_real(params: dict, dataset: str, progress: bool = True) -> None:
+    """The floor: the held-out real test images scored exactly like samples."""
+    scfg = dataset_cfg(params, dataset)["score"]
+    if scfg["reference"] != "train":
+        raise RuntimeError("the real-data floor scores the test split against the training split; "
+                           f"datasets.{dataset}.score.reference must be 'train' for it to mean anything")
+    if dataset in EMBEDDED:
+        _score_real_embedded(params, dataset, progress)
+    else:
+        _score_real_inception(params, dataset, progress)
+
+
+def _score_embedded(params: dict, dataset: str, method: str, progress: bool) -> None:
+    """fd_/kid_<dataset> on the dataset classifier's features."""
     from pipeline.metrics import cleanfid_fd, fidelity_scores
 
     scfg = dataset_cfg(params, dataset)["score"]
@@ -215,14 +241,10 @@ def score(params: dict, dataset: str, method: str, progress: bool = True) -> Non
     log.info("%s on %s: %s", method, dataset, {k: v for k, v in out.items() if k.startswith(("fd_", "kid_"))})
 
 
-def score_real(params: dict, dataset: str, progress: bool = True) -> None:
-    """The floor: the held-out real test images scored exactly like samples."""
+def _score_real_embedded(params: dict, dataset: str, progress: bool) -> None:
     from pipeline.metrics import cleanfid_fd, fidelity_scores
 
     scfg = dataset_cfg(params, dataset)["score"]
-    if scfg["reference"] != "train":
-        raise RuntimeError("the real-data floor scores the test split against the training split; "
-                           f"datasets.{dataset}.score.reference must be 'train' for it to mean anything")
     data = load_prepared(paths.prepared(dataset))
     clf = str(paths.classifier(dataset))
     s = fidelity_scores(data.x_test, data.x_train, clf, kid_subsets=scfg["kid_subsets"],
@@ -232,3 +254,105 @@ def score_real(params: dict, dataset: str, progress: bool = True) -> None:
            f"fd_{dataset}_cleanfid": cleanfid_fd(data.x_test, data.x_train, clf, batch_size=scfg["batch_size"])}
     write_json(paths.metrics(dataset, "real"), out)
     log.info("real test split on %s: %s", dataset, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Inception metrics on the paper's datasets.
+
+def reference_images(data, which: str, n: int, dataset: str) -> np.ndarray:
+    """The first ``n`` images of the reference set (official protocol: the first N training images)."""
+    pool = {"train": lambda: data.x_train, "test": lambda: data.x_test,
+            "train+test": lambda: np.concatenate([data.x_train, data.x_test])}[which]()
+    if n > len(pool):
+        raise ValueError(f"datasets.{dataset}.score.n_reference = {n}, but the '{which}' set of {dataset} has only "
+                         f"{len(pool)} images: lower n_reference or choose a larger reference set")
+    return pool[:n]
+
+
+def _weights(scfg: dict):
+    from pipeline.inception import find_weights
+
+    return find_weights(scfg["inception_weights_dir"], download=scfg["download_weights"])
+
+
+def reference(params: dict, dataset: str, progress: bool = True) -> None:
+    """Inception features of the real reference images, computed once for every score stage.
+
+    Runs before any training in the workflows, so a missing weight file stops the run early.
+    """
+    from pipeline.inception import extract, save_features
+
+    if dataset in EMBEDDED:
+        raise ValueError(f"{dataset} is scored on its classifier's features; the reference stage is for "
+                         "the paper's datasets")
+    scfg = dataset_cfg(params, dataset)["score"]
+    weights = _weights(scfg)
+    data = load_prepared(paths.prepared(dataset))
+    ref = reference_images(data, scfg["reference"], scfg["n_reference"], dataset)
+    log.info("Inception features of %d %s images of %s", len(ref), scfg["reference"], dataset)
+    feats = extract(ref, weights, batch_size=scfg["batch_size"], device=_device(None), progress=progress)
+    save_features(paths.reference_features(dataset), feats, {"reference": scfg["reference"], "n": len(ref)})
+
+
+def _load_reference(dataset: str, scfg: dict) -> dict:
+    from pipeline.inception import load_features
+
+    feats, meta = load_features(paths.reference_features(dataset))
+    if meta != {"reference": scfg["reference"], "n": scfg["n_reference"]}:
+        raise RuntimeError(f"{paths.reference_features(dataset)} holds features of {meta}, but params.yaml asks for "
+                           f"reference {scfg['reference']!r}, n_reference {scfg['n_reference']}: rerun the "
+                           f"reference stage (python -m pipeline reference --dataset {dataset})")
+    return feats
+
+
+def _inception_scores(images: np.ndarray, ref: dict, scfg: dict, weights, progress: bool) -> dict[str, float]:
+    from pipeline.inception import extract, scores
+
+    feats = extract(images, weights, batch_size=scfg["batch_size"], device=_device(None), progress=progress)
+    s = scores(feats, ref, kid_subsets=scfg["kid_subsets"],
+               kid_subset_size=min(scfg["kid_subset_size"], len(images), scfg["n_reference"]),
+               isc_splits=scfg["isc_splits"])
+    return {"fid": s["fid"], "inception_score": s["inception_score_mean"],
+            "inception_score_std": s["inception_score_std"], "kid": s["kid_mean"], "kid_std": s["kid_std"],
+            "fid_cleanfid_clean": s["fid_cleanfid_clean"],
+            "fid_cleanfid_legacy_tensorflow": s["fid_cleanfid_legacy_tensorflow"]}
+
+
+def _protocol(scfg: dict, n_samples: int) -> dict:
+    import cleanfid
+    import torch_fidelity
+
+    return {"reference": scfg["reference"], "n_reference": scfg["n_reference"], "n_samples": n_samples,
+            "implementation": f"torch-fidelity {torch_fidelity.__version__} (FID/IS/KID, inception-v3-compat); "
+                              f"clean-fid {getattr(cleanfid, '__version__', '?')} (fid_cleanfid_*)",
+            "isc_splits": scfg["isc_splits"], "kid_subsets": scfg["kid_subsets"]}
+
+
+def _score_inception(params: dict, dataset: str, method: str, progress: bool) -> None:
+    """FID, IS, KID (torch-fidelity) and clean-FID (clean-fid, two modes) of both sample sets."""
+    scfg = dataset_cfg(params, dataset)["score"]
+    weights = _weights(scfg)
+    ref = _load_reference(dataset, scfg)
+    with np.load(paths.samples(dataset, method), allow_pickle=False) as z:
+        keys = list(z.files)
+        final = "revised" if "revised" in keys else "vae"
+        # One sample set in memory at a time; extract() streams it through Inception in batches.
+        results = {key: _inception_scores(z[key], ref, scfg, weights, progress) for key in keys}
+        n = int(z[final].shape[0])
+    out = _protocol(scfg, n)
+    out.update(results[final])
+    out.update({f"{k}_vae": v for k, v in results["vae"].items()})
+    write_json(paths.metrics(dataset, method), out)
+    log.info("%s on %s: FID %.2f (VAE only %.2f), IS %.2f", method, dataset, out["fid"], out["fid_vae"],
+             out["inception_score"])
+
+
+def _score_real_inception(params: dict, dataset: str, progress: bool) -> None:
+    scfg = dataset_cfg(params, dataset)["score"]
+    weights = _weights(scfg)
+    ref = _load_reference(dataset, scfg)
+    data = load_prepared(paths.prepared(dataset))
+    out = _protocol(scfg, int(len(data.x_test)))
+    out.update(_inception_scores(data.x_test, ref, scfg, weights, progress))
+    write_json(paths.metrics(dataset, "real"), out)
+    log.info("real test split on %s: FID %.2f, IS %.2f", dataset, out["fid"], out["inception_score"])

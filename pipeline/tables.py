@@ -1,4 +1,5 @@
-"""Tables of every method's metrics, markdown and LaTeX, with the real-data floor."""
+"""Tables, markdown and LaTeX: each dataset's metrics with the real-data floor, and the paper's
+image-generation tables with the paper's number, ours and the difference side by side."""
 
 from __future__ import annotations
 
@@ -6,76 +7,163 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+
 from pipeline import paths
 from pipeline.atomic import write_text
 
-COLUMNS = ("method", "fd (Langevin-revised)", "fd (VAE sample only)", "KID ×10³ (final samples)", "samples / reference")
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
+EMBEDDED = ("digits",)
+METRIC_NAMES = {"fid": "FID", "inception_score": "Inception Score"}
+
+Table = tuple[str, str, list[str], list[tuple[str, ...]], str]  # (name, title, header, rows, footnote)
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def rows(dataset: str, methods: list[str]) -> list[tuple[str, ...]]:
-    """One row per method (from its metrics.json) and a last row for the real test images (the floor)."""
+def _load(dataset: str, method: str) -> dict:
+    return json.loads(Path(paths.metrics(dataset, method)).read_text())
+
+
+def _counts(m: dict) -> str:
+    return f"{m['n_samples']} / {m['n_reference']} ({m['reference']})"
+
+
+def embedded_rows(dataset: str, methods: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """digits: fd/KID on the classifier's features, one row per method and the floor."""
+    header = ["method", f"fd_{dataset} (Langevin-revised)", f"fd_{dataset} (VAE sample only)",
+              "KID ×10³ (final samples)", "samples / reference"]
     out = []
     for method in [*methods, "real"]:
-        m = json.loads(Path(paths.metrics(dataset, method)).read_text())
-        fd, kid = m[f"fd_{dataset}"], m[f"kid_{dataset}"] * 1e3
-        kid_std = m[f"kid_{dataset}_std"] * 1e3
-        counts = f"{m['n_samples']} / {m['n_reference']} ({m['reference']})"
+        m = _load(dataset, method)
+        kid = f"{_fmt(m[f'kid_{dataset}'] * 1e3)} ± {_fmt(m[f'kid_{dataset}_std'] * 1e3)}"
         if method == "real":
-            out.append(("real data, test split (floor)", _fmt(fd), "—", f"{_fmt(kid)} ± {_fmt(kid_std)}", counts))
+            out.append(("real data, test split (floor)", _fmt(m[f"fd_{dataset}"]), "—", kid, _counts(m)))
         elif method == "coopvaebm":
-            out.append((method, _fmt(fd), _fmt(m[f"fd_{dataset}_vae"]), f"{_fmt(kid)} ± {_fmt(kid_std)}", counts))
+            out.append((method, _fmt(m[f"fd_{dataset}"]), _fmt(m[f"fd_{dataset}_vae"]), kid, _counts(m)))
         else:
-            out.append((method, "—", _fmt(m[f"fd_{dataset}_vae"]), f"{_fmt(kid)} ± {_fmt(kid_std)}", counts))
+            out.append((method, "—", _fmt(m[f"fd_{dataset}_vae"]), kid, _counts(m)))
+    return header, out
+
+
+def inception_rows(dataset: str, methods: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Paper datasets: torch-fidelity FID/IS/KID and clean-fid FID, one row per method and the floor."""
+    header = ["method", "FID (Langevin-revised)", "FID (VAE sample only)", "Inception Score", "KID ×10³",
+              "clean-FID (clean)", "clean-FID (legacy TF)", "samples / reference"]
+    out = []
+    for method in [*methods, "real"]:
+        m = _load(dataset, method)
+        name = {"real": "real data, test split (floor)"}.get(method, method)
+        revised = _fmt(m["fid"]) if method != "vae" else "—"
+        vae_only = _fmt(m["fid_vae"]) if method != "real" else "—"
+        out.append((name, revised, vae_only, f"{_fmt(m['inception_score'])} ± {_fmt(m['inception_score_std'])}",
+                    f"{_fmt(m['kid'] * 1e3)} ± {_fmt(m['kid_std'] * 1e3)}", _fmt(m["fid_cleanfid_clean"]),
+                    _fmt(m["fid_cleanfid_legacy_tensorflow"]), _counts(m)))
+    return header, out
+
+
+def dataset_table(params: dict, dataset: str) -> Table:
+    """One dataset's table: every configured method and the real-data floor."""
+    methods = list(params["datasets"][dataset]["methods"])
+    if dataset in EMBEDDED:
+        header, body = embedded_rows(dataset, methods)
+        title = f"{dataset}: Fréchet distance and KID on the {dataset} classifier's features (lower is better)"
+        note = (f"Not FID: the features are those of a small classifier trained on the {dataset} training split "
+                "(Inception does not fit these images).")
+    else:
+        header, body = inception_rows(dataset, methods)
+        title = f"{dataset}: FID, Inception Score and KID (Inception-v3 features)"
+        note = ("FID, IS and KID by torch-fidelity (TF-compatible Inception, the paper-era numbers); clean-FID by "
+                "clean-fid in its `clean` and `legacy_tensorflow` modes. Samples clipped to [−1, 1], mapped to uint8.")
+    return dataset, title, header, body, note + f" Generated by `python -m pipeline tables --dataset {dataset}`."
+
+
+def load_paper_numbers(path: Path = PAPER_NUMBERS) -> list[dict]:
+    """The paper's cells; a value without a source is refused (no number from memory)."""
+    tables = yaml.safe_load(path.read_text())["tables"]
+    for t in tables:
+        for c in t["cells"]:
+            missing = {"dataset", "method", "metric", "value"} - set(c)
+            if missing:
+                raise ValueError(f"{path}: cell {c} lacks {sorted(missing)}")
+            if c["value"] is not None and not c.get("source"):
+                raise ValueError(f"{path}: cell {c['dataset']}/{c['method']}/{c['metric']} has a value but no source")
+    return tables
+
+
+def _ours(cell: dict) -> tuple[float | None, str, str]:
+    """(value, shown text, protocol) of our number for one paper cell, or why there is none."""
+    path = paths.metrics(cell["dataset"], cell["method"])
+    if not Path(path).exists():
+        return None, f"not run ({path} absent: see README, Full reproduction)", "—"
+    m = json.loads(Path(path).read_text())
+    key = {"coopvaebm": cell["metric"]}.get(cell["method"], f"{cell['metric']}_vae")
+    if key not in m:
+        return None, f"not run ({path} has no '{key}')", "—"
+    value = float(m[key])
+    protocol = f"{m['n_samples']} samples vs {m['n_reference']} {m['reference']}, {m.get('implementation', '?')}"
+    return value, _fmt(value), protocol
+
+
+def paper_tables() -> list[Table]:
+    """The paper's image-generation tables: paper's number, ours, difference (ours − paper)."""
+    header = ["dataset", "method", "metric", "paper", "ours", "ours − paper", "our protocol"]
+    out = []
+    for t in load_paper_numbers():
+        body = []
+        for c in t["cells"]:
+            ours, shown, protocol = _ours(c)
+            paper = "not recovered" if c["value"] is None else _fmt(float(c["value"]))
+            diff = _fmt(ours - float(c["value"])) if ours is not None and c["value"] is not None else "—"
+            body.append((c["dataset"], c["method"], METRIC_NAMES.get(c["metric"], c["metric"]), paper, shown, diff,
+                         protocol))
+        sources = sorted({" ".join(c["source"].split()) for c in t["cells"] if c.get("source")})
+        note = (("Paper numbers: " + "; ".join(sources) if sources else "No paper number of this table recovered")
+                + ". \"not recovered\": the paper's value could not be read "
+                "from any source available to us (pipeline/paper_numbers.yaml). FID is comparable only at the same "
+                "sample count and reference set. Generated by `python -m pipeline paper-tables`.")
+        out.append((t["name"], t["title"], header, body, note))
     return out
 
 
-def markdown(dataset: str, body: list[tuple[str, ...]]) -> str:
-    head = [f"fd_{dataset}" + c[2:] if c.startswith("fd") else c for c in COLUMNS]
-    lines = [
-        f"## {dataset}: Fréchet distance and KID on the {dataset} classifier's features (lower is better)",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-        *("| " + " | ".join(r) + " |" for r in body),
-        "",
-        f"Not FID: the features are those of a small classifier trained on the {dataset} training split "
-        "(Inception does not fit these images). Generated by `python -m pipeline tables`.",
-        "",
-    ]
-    return "\n".join(lines)
+def markdown(table: Table) -> str:
+    _, title, header, body, note = table
+    return "\n".join([f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+                      *("| " + " | ".join(r) + " |" for r in body), "", note, ""])
 
 
-def latex(dataset: str, body: list[tuple[str, ...]]) -> str:
-    def esc(s: str) -> str:
-        return (s.replace("_", r"\_").replace("—", "--").replace("±", r"$\pm$").replace("×10³", r"$\times 10^3$")
-                .replace("Fréchet", r"Fr\'echet"))
-
-    head = [esc(f"fd_{dataset}" + c[2:] if c.startswith("fd") else c) for c in COLUMNS]
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
-        r"\toprule",
-        " & ".join(head) + r" \\",
-        r"\midrule",
-        *(" & ".join(esc(c) for c in r) + r" \\" for r in body),
-        r"\bottomrule",
-        r"\end{tabular}",
-        rf"\caption{{{esc(dataset)}: Fr\'echet distance and KID on a {esc(dataset)} classifier's features "
-        r"(lower is better; not FID).}",
-        r"\end{table}",
-        "",
-    ]
-    return "\n".join(lines)
+def _esc(s: str) -> str:
+    return (s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+            .replace("#", r"\#").replace("—", "--").replace("−", "-").replace("±", r"$\pm$")
+            .replace("×10³", r"$\times 10^3$").replace("Fréchet", r"Fr\'echet").replace("`", ""))
 
 
-def tables(params: dict) -> None:
-    """Write results/tables/<dataset>.md and .tex for every configured dataset."""
-    for dataset, cfg in params["datasets"].items():
-        body = rows(dataset, list(cfg["methods"]))
-        write_text(paths.table(dataset, "md"), markdown(dataset, body))
-        write_text(paths.table(dataset, "tex"), latex(dataset, body))
+def latex(table: Table) -> str:
+    _, title, header, body, note = table
+    text_columns = {"dataset", "method", "metric", "our protocol"}
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\small",
+        r"\begin{tabular}{" + "".join("l" if h in text_columns else "r" for h in header) + "}",
+        r"\toprule", " & ".join(_esc(h) for h in header) + r" \\", r"\midrule",
+        *(" & ".join(_esc(c) for c in r) + r" \\" for r in body),
+        r"\bottomrule", r"\end{tabular}", rf"\caption{{{_esc(title)}. {_esc(note)}}}", r"\end{table}", "",
+    ])
+
+
+def write(table: Table, stem: str) -> None:
+    write_text(paths.table(stem, "md"), markdown(table))
+    write_text(paths.table(stem, "tex"), latex(table))
+
+
+def tables(params: dict, dataset: str) -> None:
+    """Write results/tables/<dataset>.md and .tex."""
+    write(dataset_table(params, dataset), dataset)
+
+
+def write_paper_tables() -> None:
+    """Write results/tables/paper.md and .tex: every paper table, one after the other."""
+    ts = paper_tables()
+    write_text(paths.table("paper", "md"), "\n".join(markdown(t) for t in ts))
+    write_text(paths.table("paper", "tex"), "\n".join(latex(t) for t in ts))

@@ -72,3 +72,12 @@ def load_prepared(npz_path: str | Path) -> Prepared:
     if manifest.exists():
         source = json.loads(manifest.read_text()).get("source", "")
     return Prepared(source=source, **arrays)
+
+
+def resize_all(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 N×H×W×C images resized to size×size with PIL bicubic (antialiased); unchanged if already that size."""
+    if images.shape[1:3] == (size, size):
+        return images
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BICUBIC)) for img in images])

@@ -1,0 +1,76 @@
+"""The paper's tables: the paper's number (or "not recovered"), ours (or "not run" with the reason), the difference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import tables
+from pipeline.atomic import write_json
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_only_the_one_recovered_paper_number_is_filled():
+    """Guard against numbers typed from memory: ../shared/paper.md recovers only CIFAR-10 FID 36.20."""
+    cells = [c for t in tables.load_paper_numbers() for c in t["cells"]]
+    filled = {(c["dataset"], c["method"], c["metric"]): c["value"] for c in cells if c["value"] is not None}
+    assert filled == {("cifar10", "coopvaebm", "fid"): 36.20}
+    assert {c["dataset"] for c in cells} == {"cifar10", "svhn", "celeba"}
+
+
+def test_paper_tables_without_results_say_not_run(in_tmp):
+    tables.write_paper_tables()
+    md = (in_tmp / "results/tables/paper.md").read_text()
+    assert "| cifar10 | coopvaebm | FID | 36.20 | not run (results/cifar10/coopvaebm/metrics.json absent" in md
+    assert "| svhn | coopvaebm | FID | not recovered | not run" in md
+    assert "| cifar10 | coopvaebm | Inception Score | not recovered |" in md
+    assert "CPMLA" in md
+    tex = (in_tmp / "results/tables/paper.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == 2 and "36.20" in tex
+
+
+def test_paper_tables_show_ours_and_the_difference(in_tmp):
+    write_json("results/cifar10/coopvaebm/metrics.json", {
+        "fid": 40.5, "inception_score": 6.1, "n_samples": 50000, "n_reference": 50000, "reference": "train",
+        "implementation": "torch-fidelity 0.4.0"})
+    write_json("results/cifar10/vae/metrics.json", {
+        "fid_vae": 90.25, "inception_score_vae": 3.5, "n_samples": 50000, "n_reference": 50000,
+        "reference": "train", "implementation": "torch-fidelity 0.4.0"})
+    tables.write_paper_tables()
+    md = (in_tmp / "results/tables/paper.md").read_text()
+    assert "| cifar10 | coopvaebm | FID | 36.20 | 40.50 | 4.30 | 50000 samples vs 50000 train, torch-fidelity" in md
+    assert "| cifar10 | coopvaebm | Inception Score | not recovered | 6.10 | — |" in md
+    assert "| cifar10 | vae | FID | not recovered | 90.25 | — |" in md
+
+
+def test_a_paper_value_without_source_is_refused(tmp_path):
+    path = tmp_path / "numbers.yaml"
+    path.write_text(yaml.safe_dump({"tables": [{"name": "t", "title": "t", "cells": [
+        {"dataset": "svhn", "method": "coopvaebm", "metric": "fid", "value": 12.3}]}]}))
+    with pytest.raises(ValueError, match="no source"):
+        tables.load_paper_numbers(path)
+
+
+def test_inception_dataset_table(in_tmp):
+    params = {"datasets": {"cifar10": {"methods": {"coopvaebm": {}, "vae": {}}}}}
+    common = {"n_samples": 100, "n_reference": 200, "reference": "train", "inception_score_std": 0.1,
+              "kid_std": 0.001, "fid_cleanfid_clean": 11.0, "fid_cleanfid_legacy_tensorflow": 12.0}
+    write_json("results/cifar10/coopvaebm/metrics.json", {**common, "fid": 30.0, "fid_vae": 50.0,
+                                                          "inception_score": 7.0, "kid": 0.02})
+    write_json("results/cifar10/vae/metrics.json", {**common, "fid": 60.0, "fid_vae": 60.0, "inception_score": 4.0,
+                                                    "kid": 0.05})
+    write_json("results/cifar10/real/metrics.json", {**common, "fid": 3.0, "inception_score": 11.0, "kid": 0.0})
+    tables.tables(params, "cifar10")
+    md = Path("results/tables/cifar10.md").read_text()
+    assert "| coopvaebm | 30.00 | 50.00 | 7.00 ± 0.10 | 20.00 ± 1.00 | 11.00 | 12.00 | 100 / 200 (train) |" in md
+    assert "| vae | — | 60.00 |" in md and "| real data, test split (floor) | 3.00 | — |" in md
+    assert json.loads(Path("results/cifar10/real/metrics.json").read_text())["fid"] == 3.0
+    assert r"\toprule" in Path("results/tables/cifar10.tex").read_text()
