@@ -68,7 +68,7 @@ if EXTRACTOR not in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY:
     torch_fidelity.register_feature_extractor(EXTRACTOR, ClassifierFeatures)
 
 
-class _Uint8Images(torch.utils.data.Dataset):
+class Uint8Images(torch.utils.data.Dataset):
     """uint8 N×H×W×C array → uint8 C×H×W tensors, the input torch-fidelity expects."""
 
     def __init__(self, images: np.ndarray) -> None:
@@ -93,7 +93,7 @@ def fidelity_scores(samples: np.ndarray, reference: np.ndarray, classifier_path:
     _check_images("samples", samples)
     _check_images("reference", reference)
     m = torch_fidelity.calculate_metrics(
-        input1=_Uint8Images(samples), input2=_Uint8Images(reference), cuda=torch.cuda.is_available(),
+        input1=Uint8Images(samples), input2=Uint8Images(reference), cuda=torch.cuda.is_available(),
         fid=True, kid=True, feature_extractor=EXTRACTOR, feature_extractor_weights_path=str(classifier_path),
         kid_subsets=kid_subsets, kid_subset_size=min(kid_subset_size, len(samples), len(reference)),
         batch_size=batch_size, verbose=verbose, cache=False, save_cpu_ram=True, rng_seed=2020,

@@ -291,17 +291,22 @@ def reference(params: dict, dataset: str, progress: bool = True) -> None:
     ref = reference_images(data, scfg["reference"], scfg["n_reference"], dataset)
     log.info("Inception features of %d %s images of %s", len(ref), scfg["reference"], dataset)
     feats = extract(ref, weights, batch_size=scfg["batch_size"], device=_device(None), progress=progress)
-    save_features(paths.reference_features(dataset), feats, {"reference": scfg["reference"], "n": len(ref)})
+    save_features(paths.reference_features(dataset), feats)
 
 
 def _load_reference(dataset: str, scfg: dict) -> dict:
     from pipeline.inception import load_features
 
-    feats, meta = load_features(paths.reference_features(dataset))
-    if meta != {"reference": scfg["reference"], "n": scfg["n_reference"]}:
-        raise RuntimeError(f"{paths.reference_features(dataset)} holds features of {meta}, but params.yaml asks for "
-                           f"reference {scfg['reference']!r}, n_reference {scfg['n_reference']}: rerun the "
-                           f"reference stage (python -m pipeline reference --dataset {dataset})")
+    path = paths.reference_features(dataset)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the reference stage (python -m pipeline reference --dataset "
+                                f"{dataset})")
+    feats = load_features(path)
+    n = len(next(iter(feats.values())))
+    if n != scfg["n_reference"]:
+        raise RuntimeError(f"{path} holds features of {n} images, but params.yaml asks for n_reference "
+                           f"{scfg['n_reference']}: rerun the reference stage (python -m pipeline reference "
+                           f"--dataset {dataset})")
     return feats
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +23,20 @@ def _deterministic():
 def in_repo(monkeypatch):
     monkeypatch.chdir(ROOT)
     return ROOT
+
+
+@pytest.fixture
+def checksums(tmp_path, monkeypatch):
+    """Register fixture files' own MD5s through the test-only override."""
+    table_path = tmp_path / "checksums.json"
+    table: dict[str, str] = {}
+
+    def register(*paths: Path) -> None:
+        table.update({p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in paths})
+        table_path.write_text(json.dumps(table))
+
+    monkeypatch.setenv("PIPELINE_TEST_CHECKSUMS", str(table_path))
+    return register
 
 
 os.environ.setdefault("PIPELINE_PROGRESS", "0")

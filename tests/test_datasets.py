@@ -29,20 +29,6 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def checksums(tmp_path, monkeypatch):
-    """Register fixture files' own MD5s through the test-only override."""
-    table_path = tmp_path / "checksums.json"
-    table: dict[str, str] = {}
-
-    def register(*paths: Path) -> None:
-        table.update({p.name: _md5(p) for p in paths})
-        table_path.write_text(json.dumps(table))
-
-    monkeypatch.setenv(TEST_CHECKSUMS_ENV, str(table_path))
-    return register
-
-
 def write_cifar(raw: Path, n: int = 6) -> dict[str, tuple[np.ndarray, list[int]]]:
     """cifar-10-python.tar.gz: python pickles with bytes keys, data N×3072 channel-major."""
     raw.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,9 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    # torchvision's downloaders call urlopen without a timeout: the process default bounds a dead host.
+def socket_timeout(seconds: float) -> Iterator[None]:
+    """Bound every socket operation inside: downloaders that call urlopen without a timeout would hang on a
+    dead host; the process default is what bounds them."""
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(seconds)
     try:
@@ -77,7 +78,7 @@ def _download(archive: Archive, raw_dir: Path) -> None:
     tmp_name = f".{archive.name}.part"
     tmp = raw_dir / tmp_name
     try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with socket_timeout(DOWNLOAD_TIMEOUT_S):
             if archive.drive_id:
                 download_file_from_google_drive(archive.drive_id, str(raw_dir), tmp_name)
             else:
