@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log)
     log = logging.getLogger("pipeline")
     progress = not args.no_progress and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
+    if not progress:  # the one switch the dataset readers (pipeline.data) consult
+        os.environ["PIPELINE_PROGRESS"] = "0"
     _set_threads()
     t0 = time.perf_counter()
     try:

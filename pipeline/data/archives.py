@@ -43,16 +43,25 @@ def expected_md5(archive: Archive) -> str:
     """The published MD5, or the test override from ``PIPELINE_TEST_CHECKSUMS``."""
     override = os.environ.get(TEST_CHECKSUMS_ENV)
     if override:
-        table = json.loads(Path(override).read_text())
+        try:
+            table = json.loads(Path(override).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{TEST_CHECKSUMS_ENV}={override} is not a readable JSON file {{name: md5}} ({exc}); "
+                            f"unset it (it is for tests only).") from exc
         if archive.name in table:
             log.warning("checksum of %s taken from %s (%s): for tests only", archive.name, TEST_CHECKSUMS_ENV, override)
             return table[archive.name]
     return archive.md5
 
 
+def show_progress() -> bool:
+    """Whether long loops show a tqdm bar: yes unless the environment sets ``PIPELINE_PROGRESS=0``."""
+    return os.environ.get("PIPELINE_PROGRESS", "1") != "0"
+
+
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
     """MD5 of a file, read in chunks (archives are up to 1.4 GB)."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # an integrity check: keeps working on FIPS systems
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
@@ -75,8 +84,11 @@ def _download(archive: Archive, raw_dir: Path) -> None:
     """Download into a temporary name in ``raw_dir``; rename only once the checksum matches."""
     from torchvision.datasets.utils import download_file_from_google_drive, download_url
 
-    tmp_name = f".{archive.name}.part"
+    # Not created in advance: torchvision skips the download when the target exists and no MD5 is given. The pid
+    # keeps two concurrent prepares apart; a leftover from a killed run is never mistaken for the archive.
+    tmp_name = f".{archive.name}.{os.getpid()}.part"
     tmp = raw_dir / tmp_name
+    tmp.unlink(missing_ok=True)
     try:
         with socket_timeout(DOWNLOAD_TIMEOUT_S):
             if archive.drive_id:

@@ -10,7 +10,6 @@ as the same group's CoopFlow uses. No labels are used (zeros).
 
 from __future__ import annotations
 
-import os
 import zipfile
 import zlib
 
@@ -18,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.data import DataError, Prepared
-from pipeline.data.archives import Archive, expected_md5, locate
+from pipeline.data.archives import Archive, expected_md5, locate, show_progress
 
 # Google Drive ids and MD5s as in torchvision.datasets.CelebA (torchvision 0.29.2).
 IMAGES = Archive("img_align_celeba.zip", "00d2c5bc6d35e252742224ab0c1e8fcb", drive_id="0B7EVK8r0v71pZjFTYXZWM3FlRnM")
@@ -49,16 +48,16 @@ def crop_resize(jpeg: bytes, crop: int, size: int) -> np.ndarray:
     with Image.open(io.BytesIO(jpeg)) as img:
         img = img.convert("RGB")
         w, h = img.size
-        if crop > min(w, h):
-            raise ValueError(f"center_crop {crop} is larger than the {w}x{h} image")
+        if crop > min(w, h):  # a setting error, not a damaged archive: say which setting
+            raise DataError(f"center_crop {crop} is larger than the {w}x{h} CelebA image; set prepare.center_crop "
+                            f"to at most {min(w, h)} in params.yaml")
         left, top = (w - crop) // 2, (h - crop) // 2
         return np.asarray(img.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BICUBIC))
 
 
 def _decode(zf: zipfile.ZipFile, names: list[str], crop: int, size: int, desc: str) -> np.ndarray:
     out = np.empty((len(names), size, size, 3), dtype=np.uint8)
-    progress = os.environ.get("PIPELINE_PROGRESS", "1") != "0"
-    for i, name in enumerate(tqdm(names, desc=desc, disable=not progress, mininterval=2)):
+    for i, name in enumerate(tqdm(names, desc=desc, disable=not show_progress(), mininterval=2)):
         try:
             out[i] = crop_resize(zf.read(FOLDER + name), crop, size)
         except KeyError as exc:

@@ -15,9 +15,10 @@ import tarfile
 import zlib
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from pipeline.data import DataError, Prepared, resize_all
-from pipeline.data.archives import Archive, expected_md5, locate
+from pipeline.data.archives import Archive, expected_md5, locate, show_progress
 
 # URL and MD5 as in torchvision.datasets.CIFAR10 (torchvision 0.29.2).
 ARCHIVE = Archive("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
@@ -40,6 +41,8 @@ class _BatchUnpickler(pickle.Unpickler):
 def decode_batch(raw: bytes, member: str) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch → (uint8 N×32×32×3, int64 labels)."""
     batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{member}: expected a dict with b'data' and b'labels', found {type(batch).__name__}")
     data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{member}: expected uint8 N×3072 data with N labels, found {data.dtype} {data.shape} "
@@ -48,20 +51,28 @@ def decode_batch(raw: bytes, member: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_archive(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Decode every needed batch of the tar.gz; any tar/gzip/pickle failure becomes a ``DataError``."""
-    out = {}
+    """Decode every needed batch of the tar.gz; any tar/gzip/pickle failure becomes a ``DataError``.
+
+    One pass in the archive's own member order (data_batch_4 comes first in the published file): asking a gzip tar
+    for members out of order would decompress it again from the start for each backward seek.
+    """
+    wanted, out = {*TRAIN_BATCHES, TEST_BATCH}, {}
     try:
         with tarfile.open(path, "r:gz") as tar:
-            for member in (*TRAIN_BATCHES, TEST_BATCH):
-                fh = tar.extractfile(member)
-                if fh is None:
-                    raise KeyError(member)
-                out[member] = decode_batch(fh.read(), member)
-    except KeyError as exc:
-        raise DataError(f"{path} lacks {exc.args[0]}: not the CIFAR-10 python archive") from exc
+            # Decompressing 163 MB takes a while: show it, unless PIPELINE_PROGRESS=0 (tests, logs).
+            bar = tqdm(total=len(wanted), desc="cifar10 batches", disable=not show_progress())
+            for info in tar:
+                if info.name in wanted and info.isfile():
+                    out[info.name] = decode_batch(tar.extractfile(info).read(), info.name)
+                    bar.update()
+            bar.close()
     except (tarfile.TarError, EOFError, OSError, zlib.error, pickle.UnpicklingError, ValueError, TypeError) as exc:
         raise DataError(f"{path} could not be decoded ({type(exc).__name__}: {exc}); delete it and download it "
                         f"again from {ARCHIVE.url}") from exc
+    missing = sorted(wanted - out.keys())
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}: not the CIFAR-10 python archive; delete it and "
+                        f"download it again from {ARCHIVE.url}")
     return out
 
 

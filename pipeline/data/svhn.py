@@ -33,7 +33,8 @@ def read_mat(path, archive: Archive) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path} lacks 'X' or 'y': not an SVHN {archive.name}")
     x, y = mat["X"], np.asarray(mat["y"]).reshape(-1).astype(np.int64)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != len(y):
-        raise DataError(f"{path}: expected X uint8 H×W×3×N with N labels, found {x.dtype} {x.shape}, {len(y)} labels")
+        raise DataError(f"{path}: expected X uint8 H×W×3×N with N labels, "
+                        f"found {x.dtype} {x.shape}, {len(y)} labels")
     if y.size and (y.min() < 1 or y.max() > 10):
         raise DataError(f"{path}: labels must be 1–10, found {y.min()}–{y.max()}")
     return np.ascontiguousarray(x.transpose(3, 0, 1, 2)), np.where(y == 10, 0, y)
