@@ -133,6 +133,7 @@ rule train:
         "pipeline/nets.py",
         "pipeline/langevin.py",
         "pipeline/teaching.py",
+        "pipeline/resume.py",
     output:
         "models/{dataset}/{method}.pt",
         "results/{dataset}/{method}/train/curves.csv",

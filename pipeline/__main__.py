@@ -6,6 +6,7 @@ Snakemake (Snakefile) and DVC (dvc.yaml) call exactly these command lines.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -88,6 +89,27 @@ def _set_threads() -> None:
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
 
 
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
+def explain(exc: BaseException) -> str:
+    """The error paragraph for a failed stage: for a failed write, what to do about it."""
+    text = str(exc)
+    if not isinstance(exc, OSError) or exc.errno not in _NO_SPACE | _NOT_WRITABLE or not exc.filename:
+        return text
+    where = Path(exc.filename)
+    kept = ("Every output is written to a temporary file and renamed, so none was left half-written; "
+            "an interrupted train stage resumes from state/ when rerun.")
+    if exc.errno in _NO_SPACE:
+        return (f"could not write {where}: {exc.strerror} (the disk, a quota or the file-size limit ran out). "
+                f"{kept} Free space on that filesystem (`df -h {where.parent}`) or run from a larger disk, "
+                f"then rerun the stage.")
+    return (f"could not write {where}: {exc.strerror}. {kept} Make {where.parent} a writable directory "
+            f"(check its permissions, that it is not on a read-only mount, and that no file of that name "
+            f"stands where a directory is needed), then rerun the stage.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
@@ -125,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear paragraph, not a traceback, for every expected failure
         if os.environ.get("PIPELINE_TRACEBACK"):
             raise
-        log.error("%s failed (%s): %s\n(set PIPELINE_TRACEBACK=1 for the traceback)", args.stage, type(exc).__name__, exc)
+        log.error("%s failed (%s): %s\n(set PIPELINE_TRACEBACK=1 for the traceback)", args.stage,
+                  type(exc).__name__, explain(exc))
         return 1
     log.info("%s done in %.1f s", args.stage, time.perf_counter() - t0)
     return 0

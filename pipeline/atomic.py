@@ -27,7 +27,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # read-only or full: name the output, not a random temporary name
+        exc.filename = str(path)
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -39,9 +43,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            # A failed write() (disk full, file-size limit) names no file; name the output, not the temp file.
+            exc.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
+def all_or_none(*paths: str | os.PathLike) -> Iterator[None]:
+    """Remove every one of ``paths`` if the block raises.
+
+    For stages with several outputs: each file is atomic on its own, but a failure between two writes
+    (disk full on the second) would leave one new output beside an old or missing one.
+    """
+    try:
+        yield
+    except BaseException:
+        for p in paths:
+            with contextlib.suppress(OSError):  # best effort: never hide the error that brought us here
+                Path(p).unlink()
         raise
 
 
@@ -89,6 +112,25 @@ def write_torch(path: str | os.PathLike, obj: Any) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     write_bytes(path, buf.getvalue())
+
+
+def read_torch(path: str | os.PathLike, fmt: int, what: str, fix: str, error: type[Exception] = RuntimeError,
+               map_location: Any = "cpu") -> dict:
+    """Load a ``{"format": fmt, ...}`` dict that ``write_torch`` wrote, with ``weights_only=True``.
+
+    Anything else (a pickle of arbitrary objects, another format) raises ``error`` naming ``path``,
+    ``what`` it should have been and the ``fix``.
+    """
+    import torch
+
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle errors differ by torch version; all mean "not a safe state dict"
+        raise error(f"{path} is not a {what} this pipeline wrote (torch.load(weights_only=True) refused it: "
+                    f"{exc}). {fix}") from exc
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise error(f"{path} is not a format-{fmt} {what} of this pipeline. {fix}")
+    return obj
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:

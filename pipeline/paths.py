@@ -62,3 +62,12 @@ def table(dataset: str, ext: str) -> Path:
 
 def check_report(dataset: str) -> Path:
     return RESULTS / dataset / "check.json"
+
+
+def state_dir(dataset: str, method: str) -> Path:
+    """Resumable training state of one run (git-ignored): not a declared output, so no workflow tool deletes it."""
+    return Path("state") / dataset / method
+
+
+def train_state(dataset: str, method: str) -> Path:
+    return state_dir(dataset, method) / "train_state.pt"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pipeline import paths
-from pipeline.atomic import write_json, write_npz, write_text, write_torch, write_with
+from pipeline.atomic import all_or_none, read_torch, write_json, write_npz, write_text, write_torch, write_with
 from pipeline.config import dataset_cfg, method_cfg
 from pipeline.data import DataError, load_prepared, save_prepared
 
@@ -60,8 +60,9 @@ def classifier(params: dict, dataset: str, progress: bool = True) -> None:
             f"{cfg['min_accuracy']} (params.yaml datasets.{dataset}.classifier): its features would not be "
             f"trustworthy for fd_{dataset}. Train longer (epochs) or wider (width)."
         )
-    write_torch(paths.classifier(dataset), ckpt)
-    write_json(paths.classifier_metrics(dataset), {"test_accuracy": acc, "n_test": int(len(data.y_test))})
+    with all_or_none(paths.classifier(dataset), paths.classifier_metrics(dataset)):
+        write_torch(paths.classifier(dataset), ckpt)
+        write_json(paths.classifier_metrics(dataset), {"test_accuracy": acc, "n_test": int(len(data.y_test))})
 
 
 def _device(name: str | None) -> torch.device:
@@ -75,10 +76,15 @@ def _arch(data_shape: tuple[int, ...], nets_cfg: dict) -> dict:
 
 
 def train(params: dict, dataset: str, method: str, device: str | None = None, progress: bool = True) -> None:
-    """Train ``method`` on the prepared training split; write the checkpoint and the training curves."""
+    """Train ``method`` on the prepared training split; write the checkpoint and the training curves.
+
+    Resumes a killed run from ``state/<dataset>/<method>/`` (see ``pipeline.resume``); a divergence
+    raises ``DivergenceError``, keeps the last good state there and writes no declared output.
+    """
+    from pipeline import resume
     from pipeline.nets import build_models
     from pipeline.sample import to_float
-    from pipeline.teaching import make_trainer
+    from pipeline.teaching import DivergenceError, make_trainer, trainer_state
     from pipeline.teaching import train as run_training
 
     dcfg, mcfg = dataset_cfg(params, dataset), method_cfg(params, dataset, method)
@@ -96,10 +102,26 @@ def train(params: dict, dataset: str, method: str, device: str | None = None, pr
     trainer = make_trainer(method, models, mcfg, dev)
     log.info("training %s on %s: %d images %s, %d epochs, device %s", method, dataset, len(x), tuple(x.shape[1:]),
              mcfg["epochs"], dev)
-    curves = run_training(method, trainer, x, mcfg, dcfg["nets"]["z_dim"], progress=progress)
-    save_checkpoint(paths.checkpoint(dataset, method), dataset, method, arch, models, int(curves[-1]["step"]))
-    _write_curves(curves, paths.curves(dataset, method), paths.curves_png(dataset, method), method)
-    log.info("saved %s after %d iterations", paths.checkpoint(dataset, method), curves[-1]["step"])
+    # Rolling resume state outside the declared outputs (pipeline.resume): a killed run resumes.
+    state = paths.train_state(dataset, method)
+    fp = resume.fingerprint(dataset, method, dcfg["nets"], mcfg, data.x_train)
+    start, rows = resume.resume(state, fp, trainer)
+    outputs = [paths.checkpoint(dataset, method), paths.curves(dataset, method), paths.curves_png(dataset, method)]
+
+    def save(iteration: int, rows_so_far: list[dict]) -> None:
+        resume.save_state(state, fp, trainer_state(trainer), iteration, rows_so_far)
+
+    try:
+        curves = run_training(method, trainer, x, mcfg, dcfg["nets"]["z_dim"], start, rows, save, progress=progress)
+    except DivergenceError as exc:
+        raise DivergenceError(resume.divergence_message(str(exc), state, exc.last_good, outputs), exc.iteration,
+                              exc.last_good) from None
+    with all_or_none(*outputs):
+        _write_curves(curves, outputs[1], outputs[2], method)
+        # The declared checkpoint last: it exists only when everything else of the run does.
+        save_checkpoint(outputs[0], dataset, method, arch, models, int(curves[-1]["step"]))
+    resume.clear_state(state)
+    log.info("saved %s after %d iterations", outputs[0], curves[-1]["step"])
 
 
 def save_checkpoint(path: Path, dataset: str, method: str, arch: dict, models: dict[str, torch.nn.Module],
@@ -148,14 +170,8 @@ def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: t
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found: run the train stage "
                                 f"(python -m pipeline train --dataset {dataset} --method {method}).")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # pickle errors differ by torch version; all mean "not a safe state dict"
-        raise RuntimeError(f"{path} is not a checkpoint this pipeline wrote (torch.load(weights_only=True) "
-                           f"refused it: {exc}). Delete it and rerun the train stage.") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RuntimeError(f"{path} is not a format-{CHECKPOINT_FORMAT} checkpoint of this pipeline. "
-                           f"Delete it and rerun the train stage.")
+    ckpt = read_torch(path, CHECKPOINT_FORMAT, "checkpoint", "Delete it and rerun the train stage.",
+                      map_location=device)
     if ckpt["arch"] != arch:
         diff = {k: (ckpt["arch"].get(k), arch.get(k)) for k in set(arch) | set(ckpt["arch"])
                 if ckpt["arch"].get(k) != arch.get(k)}
@@ -183,12 +199,13 @@ def sample(params: dict, dataset: str, method: str, device: str | None = None, p
     chunk = mcfg["n_chains"] if method == "coopvaebm" else mcfg["batch_size"]
     langevin = mcfg["langevin"] if method == "coopvaebm" else None
     out = generate(models, dcfg["sample"]["n_samples"], chunk, arch["z_dim"], langevin, gen, progress)
-    write_npz(paths.samples(dataset, method), **out)
     panels = {"VAE sample x̃ = g(z)": out["vae"]}
     if "revised" in out:
         panels[f"after {langevin['test_steps']} Langevin steps x̂"] = out["revised"]
     panels["real (test split)"] = data.x_test
-    save_grid(paths.samples_png(dataset, method), panels)
+    with all_or_none(paths.samples(dataset, method), paths.samples_png(dataset, method)):
+        write_npz(paths.samples(dataset, method), **out)
+        save_grid(paths.samples_png(dataset, method), panels)
     log.info("wrote %d samples of %s to %s", len(out["vae"]), method, paths.samples(dataset, method))
 
 

@@ -6,11 +6,13 @@ One ``teaching_step`` is the official ``train`` iteration:
   3. EBM: minimise mean f_θ(x̂) − mean f_θ(x_data)         (Adam, β1 = 0.5)
   4. VAE: minimise mean[Σ_pixels (g(z) − x̂)² + w·KL], z ~ q_φ(z|x̂)   (Adam, β1 = 0.5)
 Learning rates decay as lr · rate^(epoch / every_epochs) (TF ``exponential_decay``, not staircase,
-with the global step counted in epochs). Nothing here reads or writes files.
+with the global step counted in epochs). Nothing here reads or writes files: resumable state goes
+in and out as dicts (``trainer_state``, ``load_trainer_state``), saved by ``pipeline.resume``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,7 +130,65 @@ STEPS: dict[str, Callable[[Trainer, torch.Tensor, dict, int], dict[str, torch.Te
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite quantity."""
+    """Training produced a non-finite or runaway quantity.
+
+    ``iteration`` is the first bad iteration; ``last_good`` the last iteration handed to
+    ``on_checkpoint`` (or resumed from) before it, 0 when no state was saved yet.
+    """
+
+    def __init__(self, message: str, iteration: int, last_good: int) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.last_good = last_good
+
+
+def trainer_state(tr: Trainer) -> dict:
+    """Everything of ``tr`` that changes while training: weights, Adam moments, schedules, the RNG.
+
+    Reading states consumes no randomness, so saving one leaves the run's numbers unchanged.
+    """
+    return {
+        "models": {k: m.state_dict() for k, m in tr.models.items()},
+        "optims": {k: o.state_dict() for k, o in tr.optims.items()},
+        "scheds": {k: s.state_dict() for k, s in tr.scheds.items()},
+        "generator": tr.generator.get_state(),
+    }
+
+
+def load_trainer_state(tr: Trainer, state: dict) -> None:
+    """Put ``trainer_state`` output (loaded on the CPU) back into ``tr``, built by ``make_trainer`` as before."""
+    for k, m in tr.models.items():
+        m.load_state_dict(state["models"][k])  # copies into the existing (channels-last) parameters
+    for k, o in tr.optims.items():
+        o.load_state_dict(state["optims"][k])
+    for k, s in tr.scheds.items():
+        s.load_state_dict(state["scheds"][k])
+    tr.generator.set_state(state["generator"])  # a CPU ByteTensor, whatever the generator's device
+
+
+# How a bad value of each curve quantity reads in the error: revision_l2 is computed from the Langevin
+# samples x̂, so it is non-finite exactly when x̂ is (or overflows).
+QUANTITY = {"revision_l2": "revision_l2 (the Langevin samples x̂)"}
+
+
+def _checked(pending: list[tuple[int, int, torch.Tensor]], keys: list[str], max_gap: float | None,
+             last_good: int) -> list[float]:
+    """Host values of the last pending row, after checking every pending row; raise at the first bad one.
+
+    ``pending`` holds (iteration, epoch, stacked stats) of iterations not yet checked: one host
+    sync for all of them, not one per iteration.
+    """
+    rows = torch.stack([p[2] for p in pending]).tolist()
+    for (it, epoch, _), values in zip(pending, rows):
+        stats = dict(zip(keys, values))
+        bad = [QUANTITY.get(k, k) for k, v in stats.items() if not math.isfinite(v)]
+        what = f"non-finite {', '.join(bad)}" if bad else None
+        if what is None and max_gap is not None and abs(stats.get("energy_gap", 0.0)) > max_gap:
+            what = f"|energy_gap| = {abs(stats['energy_gap']):.4g} above max_energy_gap = {max_gap:.4g}"
+        if what is not None:
+            raise DivergenceError(f"training diverged: {what} at iteration {it} (epoch {epoch})", it, last_good)
+    pending.clear()
+    return rows[-1]
 
 
 def train(
@@ -137,7 +197,9 @@ def train(
     x_train: torch.Tensor,
     cfg: dict,
     z_dim: int,
-    start_epoch: int = 0,
+    start_iteration: int = 0,
+    curves: list[dict[str, float]] | None = None,
+    on_checkpoint: Callable[[int, list[dict[str, float]]], None] | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
     progress: bool = True,
 ) -> list[dict[str, float]]:
@@ -146,6 +208,14 @@ def train(
     Minibatches are taken in dataset order every epoch, as in the official code (its shuffle
     permutation is built but unused); the remainder that does not fill a batch is dropped.
     Returns one row of curve values every ``log_every`` iterations.
+
+    Resuming: ``start_iteration`` iterations (and the ``curves`` rows logged in them) are already
+    done, possibly mid-epoch; ``tr`` must hold the state saved after them. ``on_checkpoint(k, rows)``
+    is called after iteration k every ``cfg['checkpoint_every']`` iterations and after the last one,
+    once every quantity up to k passed the divergence guard (so a saved state is always a good one)
+    and after the epoch's schedule step when k ends an epoch. Every iteration's losses, energy gap
+    and Langevin revision are checked for NaN/Inf and |energy gap| > ``cfg['max_energy_gap']``;
+    the first bad one raises ``DivergenceError`` (nothing after it is saved).
     """
     step_fn = STEPS[method]
     bs = cfg["batch_size"]
@@ -153,29 +223,34 @@ def train(
     if n_batches == 0:
         raise ValueError(f"batch_size {bs} is larger than the training set ({x_train.shape[0]} images)")
     total = cfg["epochs"] * n_batches
-    curves: list[dict[str, float]] = []
-    bar = tqdm(total=total, initial=start_epoch * n_batches, desc=f"train {method}", disable=not progress,
-               unit="it", dynamic_ncols=True)
+    every = cfg["checkpoint_every"] if on_checkpoint is not None else None
+    max_gap = cfg.get("max_energy_gap")  # the VAE baseline has no energy gap
+    curves, last_good = list(curves or []), start_iteration
+    pending: list[tuple[int, int, torch.Tensor]] = []
     for m in tr.models.values():
         m.train()
-    for epoch in range(start_epoch, cfg["epochs"]):
-        for b in range(n_batches):
-            it = epoch * n_batches + b
+    with tqdm(total=total, initial=start_iteration, desc=f"train {method}", disable=not progress, unit="it",
+              dynamic_ncols=True) as bar:
+        for it in range(start_iteration, total):
+            epoch, b = divmod(it, n_batches)
             stats = step_fn(tr, x_train[b * bs:(b + 1) * bs], cfg, z_dim)
-            if (it + 1) % cfg["log_every"] == 0 or it + 1 == total:
-                # One host sync per logged row, not per iteration.
-                values = torch.stack(list(stats.values())).tolist()
+            pending.append((it + 1, epoch, torch.stack(list(stats.values()))))
+            log_now = (it + 1) % cfg["log_every"] == 0 or it + 1 == total
+            save_now = every is not None and ((it + 1) % every == 0 or it + 1 == total)
+            if log_now or save_now:
+                values = _checked(pending, list(stats), max_gap, last_good)
+            if log_now:
                 row = {"step": it + 1, "epoch": epoch, "lr_vae": tr.optims["vae"].param_groups[0]["lr"]}
                 row.update(dict(zip(stats.keys(), values)))
-                bad = [k for k, v in row.items() if v != v or v in (float("inf"), float("-inf"))]
-                if bad:
-                    raise DivergenceError(f"non-finite {', '.join(bad)} at iteration {it + 1} (epoch {epoch})")
                 curves.append(row)
                 bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_ebm", "loss_vae") if k in row})
             bar.update(1)
-        for s in tr.scheds.values():
-            s.step()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-    bar.close()
+            if b == n_batches - 1:  # the epoch's schedule step comes before its state is saved
+                for s in tr.scheds.values():
+                    s.step()
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch)
+            if save_now:
+                on_checkpoint(it + 1, curves)
+                last_good = it + 1
     return curves

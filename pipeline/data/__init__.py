@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import write_json, write_npz
+from pipeline.atomic import all_or_none, write_json, write_npz
 
 PREPARED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -35,18 +35,19 @@ class DataError(RuntimeError):
 def save_prepared(prepared: Prepared, npz_path: str | Path, manifest_path: str | Path) -> None:
     """Write the prepared arrays and a JSON manifest (source, shapes, sha256 of the npz)."""
     arrays = {k: getattr(prepared, k) for k in PREPARED_KEYS}
-    write_npz(npz_path, **arrays)
-    digest = hashlib.sha256(Path(npz_path).read_bytes()).hexdigest()
-    write_json(
-        manifest_path,
-        {
-            "source": prepared.source,
-            "file": Path(npz_path).name,
-            "sha256": digest,
-            "shapes": {k: list(v.shape) for k, v in arrays.items()},
-            "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
-        },
-    )
+    with all_or_none(npz_path, manifest_path):
+        write_npz(npz_path, **arrays)
+        digest = hashlib.sha256(Path(npz_path).read_bytes()).hexdigest()
+        write_json(
+            manifest_path,
+            {
+                "source": prepared.source,
+                "file": Path(npz_path).name,
+                "sha256": digest,
+                "shapes": {k: list(v.shape) for k, v in arrays.items()},
+                "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
+            },
+        )
 
 
 def load_prepared(npz_path: str | Path) -> Prepared:
