@@ -32,6 +32,8 @@ Stages, in order (each reads params.yaml and writes its outputs atomically):
   paper-tables results/tables/paper.md, .tex      the paper's tables: paper's number, ours, difference
   check       results/D/check.json                exit 1 when a metric crosses its threshold
 
+Not a stage: `python -m pipeline bench [--help]` times training, sampling and Inception features.
+
 Usually run through `snakemake --cores all digits` (embedded, offline), `snakemake --cores all`
 (the full reproduction) or `dvc repro`, not by hand.
 """
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("paper-tables", help="write results/tables/paper.md and .tex (paper vs ours)"),
             dataset=False)
     _common(sub.add_parser("check", help="compare metrics with params.yaml thresholds; exit 1 if crossed"))
+    sub.add_parser("bench", help="speed benchmark (not a stage; see python -m pipeline bench --help)",
+                   add_help=False)
     return parser
 
 
@@ -111,6 +115,12 @@ def explain(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # not a stage: its own parser (python -m pipeline bench --help)
+        from pipeline import bench
+
+        _set_threads()
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     log = logging.getLogger("pipeline")

@@ -99,6 +99,7 @@ def train(params: dict, dataset: str, method: str, device: str | None = None, pr
               for k, m in build_models(arch["channels"], arch["size"], dcfg["nets"]).items()}
     if method == "vae":
         del models["ebm"]
+    _maybe_compile(models, mcfg)
     trainer = make_trainer(method, models, mcfg, dev)
     log.info("training %s on %s: %d images %s, %d epochs, device %s", method, dataset, len(x), tuple(x.shape[1:]),
              mcfg["epochs"], dev)
@@ -122,6 +123,13 @@ def train(params: dict, dataset: str, method: str, device: str | None = None, pr
         save_checkpoint(outputs[0], dataset, method, arch, models, int(curves[-1]["step"]))
     resume.clear_state(state)
     log.info("saved %s after %d iterations", outputs[0], curves[-1]["step"])
+
+
+def _maybe_compile(models: dict[str, torch.nn.Module], mcfg: dict) -> None:
+    """``compile: true``: torch.compile each net in place (its state_dict keys stay the same)."""
+    if mcfg.get("compile", False):
+        for m in models.values():
+            m.compile()
 
 
 def save_checkpoint(path: Path, dataset: str, method: str, arch: dict, models: dict[str, torch.nn.Module],
@@ -188,6 +196,7 @@ def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: t
 def sample(params: dict, dataset: str, method: str, device: str | None = None, progress: bool = True) -> None:
     """Draw ``sample.n_samples`` images: VAE samples, plus their Langevin revisions for coopvaebm."""
     from pipeline.sample import generate, save_grid
+    from pipeline.teaching import autocast
 
     dcfg, mcfg = dataset_cfg(params, dataset), method_cfg(params, dataset, method)
     dev = _device(device)
@@ -198,7 +207,9 @@ def sample(params: dict, dataset: str, method: str, device: str | None = None, p
     gen.manual_seed(dcfg["sample"]["seed"])
     chunk = mcfg["n_chains"] if method == "coopvaebm" else mcfg["batch_size"]
     langevin = mcfg["langevin"] if method == "coopvaebm" else None
-    out = generate(models, dcfg["sample"]["n_samples"], chunk, arch["z_dim"], langevin, gen, progress)
+    _maybe_compile(models, mcfg)
+    with autocast(mcfg, dev):
+        out = generate(models, dcfg["sample"]["n_samples"], chunk, arch["z_dim"], langevin, gen, progress)
     panels = {"VAE sample x̃ = g(z)": out["vae"]}
     if "revised" in out:
         panels[f"after {langevin['test_steps']} Langevin steps x̂"] = out["revised"]

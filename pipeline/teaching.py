@@ -69,35 +69,45 @@ def vae_loss(
     encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, kl_weight: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch mean of Σ_pixels (g(z) − x)² + kl_weight·KL, with z = m + ε·exp(s); returns (loss, rec, kl)."""
-    mean, logstd = encoder(x)
+    mean, logstd = (t.float() for t in encoder(x))  # .float(): no-ops in fp32, fp32 losses under autocast
     eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
-    recon = decoder(mean + eps * torch.exp(logstd))
+    recon = decoder(mean + eps * torch.exp(logstd)).float()
     rec = (recon - x).pow(2).flatten(1).sum(dim=1).mean()
     kl = kl_to_standard_normal(mean, logstd).mean()
     return rec + kl_weight * kl, rec, kl
 
 
+def autocast(cfg: dict, device: torch.device) -> torch.autocast:
+    """bf16 autocast when ``cfg['precision']`` is ``bf16`` (a speed switch; ``fp32``, the default, is exact).
+
+    Only the nets' matmuls and convolutions run in bf16: images, Langevin updates, losses and
+    optimiser states stay fp32.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.get("precision", "fp32") == "bf16")
+
+
 def propose(decoder: nn.Module, n: int, z_dim: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """VAE ancestral sample: z ~ N(0, I), x̃ = g(z) (no graph)."""
+    """VAE ancestral sample: z ~ N(0, I), x̃ = g(z) (no graph, fp32 also under autocast)."""
     z = torch.randn(n, z_dim, generator=generator, device=device)
     with torch.no_grad():
-        return decoder(z)
+        return decoder(z).float()
 
 
 def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[str, torch.Tensor]:
     """One iteration of variational MCMC teaching; returns detached scalars for the curves."""
     ebm, enc, dec = tr.models["ebm"], tr.models["encoder"], tr.models["decoder"]
     lv = cfg["langevin"]
-    x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device)
-    x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"], tr.generator)
-
-    f_syn, f_obs = ebm(x_hat).mean(), ebm(x_data).mean()
+    with autocast(cfg, x_data.device):
+        x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device)
+        x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"], tr.generator)
+        f_syn, f_obs = ebm(x_hat).float().mean(), ebm(x_data).float().mean()
     loss_ebm = f_syn - f_obs
     tr.optims["ebm"].zero_grad(set_to_none=True)
     loss_ebm.backward()
     tr.optims["ebm"].step()
 
-    loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator)
+    with autocast(cfg, x_data.device):
+        loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator)
     tr.optims["vae"].zero_grad(set_to_none=True)
     loss_vae.backward()
     tr.optims["vae"].step()
@@ -116,7 +126,9 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> d
 
 def vae_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[str, torch.Tensor]:
     """One iteration of the baseline: the same VAE trained by variational Bayes on the data."""
-    loss_vae, rec, kl = vae_loss(tr.models["encoder"], tr.models["decoder"], x_data, cfg["kl_weight"], tr.generator)
+    with autocast(cfg, x_data.device):
+        loss_vae, rec, kl = vae_loss(tr.models["encoder"], tr.models["decoder"], x_data, cfg["kl_weight"],
+                                     tr.generator)
     tr.optims["vae"].zero_grad(set_to_none=True)
     loss_vae.backward()
     tr.optims["vae"].step()

@@ -66,3 +66,14 @@ def test_cli_exits_nonzero_with_message(tmp_path, in_repo, capsys):
     p.write_text(yaml.safe_dump(bad))
     assert main(["prepare", "--dataset", "digits", "--params", str(p)]) == 1
     assert "datasets.digits.prepare.resolution" in capsys.readouterr().err
+
+
+def test_speed_switches_are_validated(params):
+    ok = copy.deepcopy(params)
+    ok["datasets"]["cifar10"]["methods"]["coopvaebm"]["precision"] = "bf16"
+    ok["datasets"]["cifar10"]["methods"]["vae"]["compile"] = True
+    validate(ok)
+    bad = copy.deepcopy(params)
+    bad["datasets"]["digits"]["methods"]["coopvaebm"]["precision"] = "fp16"
+    bad["datasets"]["digits"]["methods"]["vae"]["compile"] = "yes"
+    _raises(bad, "datasets.digits.methods.coopvaebm.precision", "datasets.digits.methods.vae.compile")

@@ -1,0 +1,302 @@
+"""Speed benchmark: training iteration, Langevin sampling and Inception features, with FLOP-based utilisation.
+
+Everything runs on random data of a dataset config's shape (no dataset or weight download needed):
+
+* ``train``: one training iteration of ``pipeline.teaching.teaching_step`` (decoder sample, every
+  Langevin step, EBM update, VAE update) and, in the same run, of ``pipeline.reference.reference_step``
+  (the straightforward port); prints both and their ratio.
+* ``sample``: ``pipeline.sample.generate`` of ``--n-sample`` images with the test-time Langevin steps.
+* ``inception``: ``pipeline.inception.extract`` of ``--n-inception`` 32×32 images through all four feature
+  kinds, with randomly initialised weights in the real file formats (the cost is real, the values are not).
+
+FLOPs come from ``torch.utils.flop_counter`` over one eager call; utilisation is achieved FLOP/s over a
+peak measured here (the median of large square matmuls in the same dtype on the same device). Each timing
+is the median of ``--repeats`` runs after ``--warmup`` runs, CUDA-synchronised on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import tempfile
+import time
+from contextlib import nullcontext
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipeline.config import load_params
+
+# Training-split sizes of the prepared datasets (pipeline/data/*.py): CIFAR-10 data_batch_1..5,
+# SVHN train_32x32.mat, CelebA partition 0; digits: 1,257 of sklearn's 1,797 (test_fraction 0.3).
+TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "celeba": 162_770, "digits": 1_257}
+CHANNELS = {"digits": 1}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int, label: str = "") -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones (a progress bar when labelled)."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for i in tqdm(range(warmup + repeats), desc=f"timing {label}", unit="run", disable=not label, leave=False):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        if i >= warmup:
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one eager call of ``fn`` (matmuls and convolutions, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    # Its per-module breakdown hooks every module's backward, which torch.autograd.grad (our Langevin
+    # gradient) refuses ("A leaf node was passed to _will_engine_execute_node"); the total needs none of it.
+    counter.mod_tracker = _GlobalOnly()
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+class _GlobalOnly:
+    """Stand-in for FlopCounterMode's module tracker that files every FLOP under 'Global'."""
+
+    parents = ("Global",)
+
+    def __enter__(self) -> "_GlobalOnly":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 10) -> dict:
+    """Measured peak FLOP/s of an n×n @ n×n matmul in ``dtype`` on ``device``, median over ``repeats``.
+
+    Timed twice: as ``torch.matmul``, and as a 1×1 convolution of n channels over 64×64 pixels
+    (a 4096×n @ n×n product). On CPUs the two go to different libraries (MKL vs oneDNN), and MKL can pick a
+    slower code path than oneDNN (on this repository's machine: AVX2 against AVX-512), so the larger
+    of the two is the peak (``peak``) that utilisation is measured against.
+    """
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    flops = 2 * n**3
+    mm = flops / statistics.median(timed(lambda: a @ b, device, warmup=2, repeats=repeats))
+    x = torch.randn(1, n, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = b.reshape(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
+    conv_flops = 2 * n * n * 64 * 64  # a (4096×n) @ (n×n) product
+    conv = conv_flops / statistics.median(
+        timed(lambda: torch.nn.functional.conv2d(x, w), device, warmup=2, repeats=repeats))
+    return {"matmul": mm, "conv1x1": conv, "peak": max(mm, conv)}
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def setup(params: dict, dataset: str, device: torch.device, *, chains: int | None = None, batch: int | None = None,
+          precision: str = "fp32", compile_nets: bool = False) -> dict:
+    """Nets, trainer and random data for ``dataset``'s coopvaebm config; ``chains``/``batch`` override it."""
+    from pipeline.nets import build_models
+    from pipeline.teaching import make_trainer
+
+    dcfg = params["datasets"][dataset]
+    cfg = copy.deepcopy(dcfg["methods"]["coopvaebm"])
+    cfg["n_chains"] = chains or cfg["n_chains"]
+    cfg["batch_size"] = batch or cfg["batch_size"]
+    cfg["precision"] = precision
+    size, channels = dcfg["prepare"]["resolution"], CHANNELS.get(dataset, 3)
+    torch.manual_seed(cfg["seed"])
+    base = build_models(channels, size, dcfg["nets"])
+    ours = {k: copy.deepcopy(m).to(device, memory_format=torch.channels_last) for k, m in base.items()}
+    if compile_nets:
+        for m in ours.values():
+            m.compile()
+    ref = {k: copy.deepcopy(m).to(device) for k, m in base.items()}
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    x = torch.rand(cfg["batch_size"], channels, size, size, generator=gen, device=device) * 2 - 1
+    ref_optims = {"ebm": torch.optim.Adam(ref["ebm"].parameters(), lr=cfg["ebm_optim"]["lr"],
+                                          betas=(cfg["ebm_optim"]["beta1"], 0.999)),
+                  "vae": torch.optim.Adam([*ref["encoder"].parameters(), *ref["decoder"].parameters()],
+                                          lr=cfg["vae_optim"]["lr"], betas=(cfg["vae_optim"]["beta1"], 0.999))}
+    return {"cfg": cfg, "z_dim": dcfg["nets"]["z_dim"], "trainer": make_trainer("coopvaebm", ours, cfg, device),
+            "ref_models": ref, "ref_optims": ref_optims, "ref_gen": gen,
+            "x": x.contiguous(memory_format=torch.channels_last), "x_ref": x.contiguous(),
+            "size": size, "channels": channels}
+
+
+def bench_train(s: dict, device: torch.device, warmup: int, repeats: int, reference: bool = True) -> dict:
+    """Seconds per training iteration, ours and (optionally) the reference, and FLOPs per iteration."""
+    from pipeline.reference import reference_step
+    from pipeline.teaching import teaching_step
+
+    cfg, z_dim, tr = s["cfg"], s["z_dim"], s["trainer"]
+
+    def ours():
+        teaching_step(tr, s["x"], cfg, z_dim)
+
+    def ref():
+        reference_step(s["ref_models"], s["ref_optims"], s["x_ref"], cfg, z_dim, s["ref_gen"])
+
+    out = {"ours": timed(ours, device, warmup, repeats, "train iteration (ours)")}
+    if reference:
+        out["reference"] = timed(ref, device, warmup, repeats, "train iteration (reference)")
+    flop_cfg = {**cfg, "precision": "fp32"}  # FLOPs of the algorithm, counted on eager nets
+    eager = {k: getattr(m, "_orig_mod", m) for k, m in tr.models.items()}
+    from pipeline.teaching import Trainer
+
+    counting = Trainer(eager, tr.optims, tr.scheds, tr.generator)
+    out["flops"] = count_flops(lambda: teaching_step(counting, s["x"], flop_cfg, z_dim))
+    return out
+
+
+def bench_sample(s: dict, device: torch.device, n: int, warmup: int, repeats: int) -> dict:
+    """Seconds to draw ``n`` revised samples (test-time steps, chunks of n_chains) and FLOPs of one draw."""
+    from pipeline.sample import generate
+
+    cfg, tr = s["cfg"], s["trainer"]
+
+    def run(models=tr.models, count=n):
+        with _autocast(device, cfg["precision"]):
+            generate(models, count, cfg["n_chains"], s["z_dim"], cfg["langevin"], tr.generator, progress=False)
+
+    eager = {k: getattr(m, "_orig_mod", m) for k, m in tr.models.items()}
+    chunk = min(n, cfg["n_chains"])
+    flops_per_chunk = count_flops(lambda: generate(eager, chunk, cfg["n_chains"], s["z_dim"], cfg["langevin"],
+                                                   tr.generator, progress=False))
+    n_chunks = -(-n // cfg["n_chains"])
+    return {"times": timed(run, device, warmup, repeats, f"sample {n}"), "flops": flops_per_chunk * n_chunks}
+
+
+def bench_inception(device: torch.device, n: int, batch_size: int, warmup: int, repeats: int) -> dict:
+    """Seconds of ``pipeline.inception.extract`` over ``n`` random 32×32 images (random weights)."""
+    from pipeline import inception
+
+    gen = np.random.default_rng(0)
+    images = gen.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory(prefix="bench-inception-") as tmp:
+        weights = inception.write_random_weights(tmp)
+
+        def run(imgs=images):
+            inception.extract(imgs, weights, batch_size=batch_size, device=device, progress=False)
+
+        times = timed(run, device, warmup, repeats, f"Inception features {n}")
+        flops = count_flops(lambda: run(images[: min(n, batch_size)])) * (n / min(n, batch_size))
+    return {"times": times, "flops": flops}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _row(name: str, images: float, times: list[float], flops: float, peak: float) -> str:
+    med = statistics.median(times)
+    tflops = flops / med / 1e12
+    return (f"| {name} | {med:.4g} | {min(times):.4g} | {images / med:,.1f} | {flops / 1e9:,.1f} | "
+            f"{tflops:.3f} | {100 * flops / med / peak:.1f}% |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="cifar10", choices=sorted(TRAIN_IMAGES),
+                   help="config whose nets and shapes are benchmarked (default: %(default)s, the paper's)")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--parts", nargs="+", default=["train", "sample", "inception"],
+                   choices=["train", "sample", "inception"])
+    p.add_argument("--chains", type=int, help="override n_chains (default: the config's; 900 for cifar10)")
+    p.add_argument("--batch", type=int, help="override the data batch size (default: the config's)")
+    p.add_argument("--n-sample", type=int, default=10_000, help="images drawn in the sample part (default 10,000)")
+    p.add_argument("--n-inception", type=int, default=10_000, help="images in the inception part (default 10,000)")
+    p.add_argument("--inception-batch", type=int, default=200)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="ours under bf16 autocast (the reference is always fp32); the peak is measured in it")
+    p.add_argument("--compile", action="store_true", help="torch.compile our nets (nn.Module.compile)")
+    p.add_argument("--no-reference", action="store_true", help="skip the reference implementation")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        p.error("--repeats must be >= 1 and --warmup >= 0")
+
+    device = torch.device(args.device)
+    params = load_params(args.params)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    print(f"# bench {args.dataset}: device {device} ({_device_name(device)}), torch {torch.__version__}, "
+          f"precision {args.precision}, compile {args.compile}, median of {args.repeats} after {args.warmup} warm-up")
+    peaks = matmul_peak(device, dtype)
+    peak = peaks["peak"]
+    print(f"measured peak ({args.precision} matmul): {peak / 1e12:.3f} TFLOP/s (torch.matmul "
+          f"{peaks['matmul'] / 1e12:.3f}, as 1x1 convolution {peaks['conv1x1'] / 1e12:.3f})")
+    s = setup(params, args.dataset, device, chains=args.chains, batch=args.batch, precision=args.precision,
+              compile_nets=args.compile)
+    cfg = s["cfg"]
+    print(f"config: {s['channels']}x{s['size']}x{s['size']}, n_chains {cfg['n_chains']}, batch {cfg['batch_size']}, "
+          f"Langevin {cfg['langevin']['train_steps']} steps (train) / {cfg['langevin']['test_steps']} (test)\n")
+    print("| part | median s | min s | images/s | GFLOP | TFLOP/s | of peak |")
+    print("|---|---|---|---|---|---|---|")
+    if "train" in args.parts:
+        r = bench_train(s, device, args.warmup, args.repeats, reference=not args.no_reference)
+        print(_row("train iteration (ours)", cfg["n_chains"], r["ours"], r["flops"], peak))
+        if "reference" in r:
+            print(_row("train iteration (reference)", cfg["n_chains"], r["reference"], r["flops"], peak))
+    if "sample" in args.parts:
+        r_s = bench_sample(s, device, args.n_sample, args.warmup, args.repeats)
+        print(_row(f"sample {args.n_sample} ({cfg['langevin']['test_steps']} Langevin steps)", args.n_sample,
+                   r_s["times"], r_s["flops"], peak))
+    if "inception" in args.parts:
+        r_i = bench_inception(device, args.n_inception, args.inception_batch, args.warmup, args.repeats)
+        print(_row(f"Inception features {args.n_inception} (4 kinds)", args.n_inception, r_i["times"],
+                   r_i["flops"], peak))
+    print("\nimages/s: synthesised images (n_chains per training iteration); FLOPs: torch.utils.flop_counter on "
+          "our eager step (the reference does more work for the same result)")
+    if "train" in args.parts:
+        ours = statistics.median(r["ours"])
+        if "reference" in r:
+            print(f"speed-up ours/reference: {statistics.median(r['reference']) / ours:.2f}x")
+    if args.chains is None and args.batch is None and args.dataset != "digits":  # the paper's nets and shapes
+        per_image = {"sample": statistics.median(r_s["times"]) / args.n_sample if "sample" in args.parts else None,
+                     "inception": (statistics.median(r_i["times"]) / args.n_inception
+                                   if "inception" in args.parts else None)}
+        ours = statistics.median(r["ours"]) if "train" in args.parts else None
+        print("\nestimated wall time of the full reproduction of coopvaebm, from the figures above:")
+        for ds in ("cifar10", "svhn", "celeba"):
+            print("  " + estimate(params, ds, ours, per_image))
+    return 0
+
+
+def estimate(params: dict, dataset: str, iteration_s: float | None, per_image_s: dict) -> str:
+    """One line: training (iterations × s/iteration), sampling and Inception scoring time for ``dataset``."""
+    mc = params["datasets"][dataset]["methods"]["coopvaebm"]
+    n_samples = params["datasets"][dataset]["sample"]["n_samples"]
+    n_ref = params["datasets"][dataset]["score"]["n_reference"]
+    iters = mc["epochs"] * (TRAIN_IMAGES[dataset] // mc["batch_size"])
+    parts = []
+    if iteration_s is not None:
+        parts.append(f"train {iters:,} it x {iteration_s:.4g} s = {iteration_s * iters / 86400:,.2f} days")
+    if per_image_s["sample"] is not None:
+        parts.append(f"sample {n_samples:,} = {per_image_s['sample'] * n_samples / 3600:,.2f} h")
+    if per_image_s["inception"] is not None:
+        # Inception passes: the reference once, then the revised and the VAE-only sample sets.
+        n = n_ref + 2 * n_samples
+        parts.append(f"Inception features of {n:,} images = {per_image_s['inception'] * n / 3600:,.2f} h")
+    return f"{dataset}: " + "; ".join(parts)
+    return 0
