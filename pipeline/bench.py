@@ -22,7 +22,6 @@ import platform
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 from typing import Callable
 
 import numpy as np
@@ -61,10 +60,11 @@ def count_flops(fn: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
+    # Compiled nets (--compile) are counted as their eager selves: the algorithm's FLOPs.
     # Its per-module breakdown hooks every module's backward, which torch.autograd.grad (our Langevin
     # gradient) refuses ("A leaf node was passed to _will_engine_execute_node"); the total needs none of it.
     counter.mod_tracker = _GlobalOnly()
-    with counter:
+    with torch.compiler.set_stance("force_eager"), counter:
         fn()
     return int(counter.get_total_flops())
 
@@ -100,12 +100,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, 
     conv = conv_flops / statistics.median(
         timed(lambda: torch.nn.functional.conv2d(x, w), device, warmup=2, repeats=repeats))
     return {"matmul": mm, "conv1x1": conv, "peak": max(mm, conv)}
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def setup(params: dict, dataset: str, device: torch.device, *, chains: int | None = None, batch: int | None = None,
@@ -156,29 +150,23 @@ def bench_train(s: dict, device: torch.device, warmup: int, repeats: int, refere
     out = {"ours": timed(ours, device, warmup, repeats, "train iteration (ours)")}
     if reference:
         out["reference"] = timed(ref, device, warmup, repeats, "train iteration (reference)")
-    flop_cfg = {**cfg, "precision": "fp32"}  # FLOPs of the algorithm, counted on eager nets
-    eager = {k: getattr(m, "_orig_mod", m) for k, m in tr.models.items()}
-    from pipeline.teaching import Trainer
-
-    counting = Trainer(eager, tr.optims, tr.scheds, tr.generator)
-    out["flops"] = count_flops(lambda: teaching_step(counting, s["x"], flop_cfg, z_dim))
+    flop_cfg = {**cfg, "precision": "fp32"}  # the algorithm's FLOPs, whatever the arithmetic
+    out["flops"] = count_flops(lambda: teaching_step(tr, s["x"], flop_cfg, z_dim))
     return out
 
 
 def bench_sample(s: dict, device: torch.device, n: int, warmup: int, repeats: int) -> dict:
     """Seconds to draw ``n`` revised samples (test-time steps, chunks of n_chains) and FLOPs of one draw."""
     from pipeline.sample import generate
+    from pipeline.teaching import autocast
 
     cfg, tr = s["cfg"], s["trainer"]
 
-    def run(models=tr.models, count=n):
-        with _autocast(device, cfg["precision"]):
-            generate(models, count, cfg["n_chains"], s["z_dim"], cfg["langevin"], tr.generator, progress=False)
+    def run(count: int = n) -> None:
+        with autocast(cfg, device):
+            generate(tr.models, count, cfg["n_chains"], s["z_dim"], cfg["langevin"], tr.generator, progress=False)
 
-    eager = {k: getattr(m, "_orig_mod", m) for k, m in tr.models.items()}
-    chunk = min(n, cfg["n_chains"])
-    flops_per_chunk = count_flops(lambda: generate(eager, chunk, cfg["n_chains"], s["z_dim"], cfg["langevin"],
-                                                   tr.generator, progress=False))
+    flops_per_chunk = count_flops(lambda: run(min(n, cfg["n_chains"])))
     n_chunks = -(-n // cfg["n_chains"])
     return {"times": timed(run, device, warmup, repeats, f"sample {n}"), "flops": flops_per_chunk * n_chunks}
 
