@@ -120,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline import bench
 
         _set_threads()
-        return bench.main(argv[1:])
+        try:
+            return bench.main(argv[1:])
+        except Exception as exc:  # the same one-paragraph error as the stages
+            if os.environ.get("PIPELINE_TRACEBACK"):
+                raise
+            print(f"bench failed ({type(exc).__name__}): {exc}\n(set PIPELINE_TRACEBACK=1 for the traceback)",
+                  file=sys.stderr)
+            return 1
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     log = logging.getLogger("pipeline")

@@ -10,8 +10,10 @@ Everything runs on random data of a dataset config's shape (no dataset or weight
   kinds, with randomly initialised weights in the real file formats (the cost is real, the values are not).
 
 FLOPs come from ``torch.utils.flop_counter`` over one eager call; utilisation is achieved FLOP/s over a
-peak measured here (the median of large square matmuls in the same dtype on the same device). Each timing
-is the median of ``--repeats`` runs after ``--warmup`` runs, CUDA-synchronised on a GPU.
+peak measured here (a large matmul in the same dtype on the same device: the faster of ``torch.matmul``
+and the same kind of product as a 1×1 convolution). Each timing is the median of ``--repeats`` runs after
+``--warmup`` runs, CUDA-synchronised on a GPU. On a CPU the defaults take hours: try
+``--n-sample 900 --n-inception 200`` (benchmarks/RESULTS.md has the measured tables).
 """
 
 from __future__ import annotations
@@ -206,21 +208,22 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="cifar10", choices=sorted(TRAIN_IMAGES),
                    help="config whose nets and shapes are benchmarked (default: %(default)s, the paper's)")
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--params", default="params.yaml", help="hyperparameter file (default: %(default)s)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--parts", nargs="+", default=["train", "sample", "inception"],
                    choices=["train", "sample", "inception"])
     p.add_argument("--chains", type=int, help="override n_chains (default: the config's; 900 for cifar10)")
     p.add_argument("--batch", type=int, help="override the data batch size (default: the config's)")
     p.add_argument("--n-sample", type=int, default=10_000, help="images drawn in the sample part (default 10,000)")
     p.add_argument("--n-inception", type=int, default=10_000, help="images in the inception part (default 10,000)")
-    p.add_argument("--inception-batch", type=int, default=200)
+    p.add_argument("--inception-batch", type=int, default=200, help="Inception batch size (default 200, as score)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="ours under bf16 autocast (the reference is always fp32); the peak is measured in it")
     p.add_argument("--compile", action="store_true", help="torch.compile our nets (nn.Module.compile)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs per part first (default 1)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per part; the median is reported (default 5)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         p.error("--repeats must be >= 1 and --warmup >= 0")
