@@ -32,7 +32,9 @@ Stages, in order (each reads params.yaml and writes its outputs atomically):
   paper-tables results/tables/paper.md, .tex      the paper's tables: paper's number, ours, difference
   check       results/D/check.json                exit 1 when a metric crosses its threshold
 
-Not a stage: `python -m pipeline bench [--help]` times training, sampling and Inception features.
+Not stages: `python -m pipeline bench [--help]` times training, sampling and Inception features;
+`python -m pipeline parity [--help]` checks our training step against the official TF code's
+recorded values (exit 1 when a quantity is out of tolerance).
 
 Usually run through `snakemake --cores all digits` (embedded, offline), `snakemake --cores all`
 (the full reproduction) or `dvc repro`, not by hand.
@@ -70,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("check", help="compare metrics with params.yaml thresholds; exit 1 if crossed"))
     sub.add_parser("bench", help="speed benchmark (not a stage; see python -m pipeline bench --help)",
                    add_help=False)
+    sub.add_parser("parity", help="our training step against the official code's recorded values (not a stage; "
+                   "python -m pipeline parity --help)", add_help=False)
     return parser
 
 
@@ -116,16 +120,17 @@ def explain(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # not a stage: its own parser (python -m pipeline bench --help)
-        from pipeline import bench
+    if argv[:1] in (["bench"], ["parity"]):  # not stages: their own parsers (python -m pipeline bench --help)
+        import importlib
 
+        tool = importlib.import_module(f"pipeline.{argv[0]}")
         _set_threads()
         try:
-            return bench.main(argv[1:])
+            return tool.main(argv[1:])
         except Exception as exc:  # the same one-paragraph error as the stages
             if os.environ.get("PIPELINE_TRACEBACK"):
                 raise
-            print(f"bench failed ({type(exc).__name__}): {exc}\n(set PIPELINE_TRACEBACK=1 for the traceback)",
+            print(f"{argv[0]} failed ({type(exc).__name__}): {exc}\n(set PIPELINE_TRACEBACK=1 for the traceback)",
                   file=sys.stderr)
             return 1
     args = build_parser().parse_args(argv)

@@ -28,11 +28,17 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 def langevin_step(
-    ebm: nn.Module, x: torch.Tensor, step_size: float, ref_sigma: float, noise: torch.Tensor | None = None
+    ebm: nn.Module, x: torch.Tensor, step_size: float, ref_sigma: float, noise: torch.Tensor | None = None,
+    grads: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """One revision step from ``x`` (no graph is kept); ``noise`` is ε, or None for the official step."""
+    """One revision step from ``x`` (no graph is kept); ``noise`` is ε, or None for the official step.
+
+    ``grads``, when given, receives ∂Σ_b f(x_b)/∂x of this step.
+    """
     x = x.detach().requires_grad_(True)
     (grad_f,) = torch.autograd.grad(ebm(x).sum(), x)
+    if grads is not None:
+        grads.append(grad_f.detach())
     with torch.no_grad():
         x_new = x - 0.5 * step_size**2 * (x / ref_sigma**2 - grad_f)
         if noise is not None:
@@ -48,10 +54,14 @@ def revise(
     ref_sigma: float,
     noise: bool = False,
     generator: torch.Generator | None = None,
+    grads: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Run ``steps`` Langevin steps on the EBM from ``x``; return the revised batch (detached)."""
+    """Run ``steps`` Langevin steps on the EBM from ``x``; return the revised batch (detached).
+
+    ``grads``, when given, receives the EBM gradient of every step (for the parity check).
+    """
     with frozen(ebm):
         for _ in range(steps):
             eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if noise else None
-            x = langevin_step(ebm, x, step_size, ref_sigma, eps)
+            x = langevin_step(ebm, x, step_size, ref_sigma, eps, grads)
     return x

@@ -1,8 +1,9 @@
 """The EBM descriptor f_θ, the VAE encoder q_φ(z|x) and decoder g_α(z): official ``modules.py`` type ``cifar``.
 
 Layer shapes follow the official code for an image of side ``size`` (a multiple of 8) with the
-channel widths scaled by ``width`` (64 = official for 32×32 CIFAR-10). Quirks kept from the
-official code (see ../shared/paper.md): leaky-ReLU slope 0.2, no normalisation in the descriptor
+channel widths scaled by ``width`` (64 = official for 32×32 CIFAR-10). Transposed convolutions pad
+as TF's 'SAME' does (``ConvTranspose2dSame``). Quirks kept from the official code (README,
+"Faithfulness"): leaky-ReLU slope 0.2, no normalisation in the descriptor
 or encoder, generator BatchNorm always on batch statistics with a shift β but no scale γ and
 ε = 1e-3, conv kernels N(0, init_std²), Glorot-uniform dense heads, zero biases.
 """
@@ -30,6 +31,26 @@ class BatchNormNoScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(x, None, None, weight=None, bias=self.beta, training=True, eps=self.eps)
+
+
+class ConvTranspose2dSame(nn.ConvTranspose2d):
+    """TF ``conv2d_transpose(padding='SAME')`` to ``in·stride`` pixels: PyTorch's padding 0, then TF's crop.
+
+    TF pads a 'SAME' convolution asymmetrically (top/left ``total // 2``, the rest bottom/right), so
+    its transpose keeps rows ``[total // 2, total // 2 + out)`` of the unpadded output. For the 3×3
+    stride-2 layer this is top/left 0, bottom/right 1, which no symmetric PyTorch ``padding`` /
+    ``output_padding`` reproduces (``padding=1, output_padding=1`` is shifted by one pixel).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        k, s = self.kernel_size[0], self.stride[0]
+        h, w = x.shape[-2] * s, x.shape[-1] * s
+        top = max((x.shape[-2] - 1) * s + k - h, 0) // 2
+        left = max((x.shape[-1] - 1) * s + k - w, 0) // 2
+        return super().forward(x)[..., top:top + h, left:left + w]
 
 
 class Encoder(nn.Module):
@@ -81,10 +102,10 @@ def build_decoder(channels: int, size: int, width: int, z_dim: int) -> nn.Sequen
     return nn.Sequential(
         nn.Unflatten(1, (z_dim, 1, 1)),
         nn.ConvTranspose2d(z_dim, 4 * w, size // 8, 1, 0), BatchNormNoScale(4 * w), nn.LeakyReLU(LRELU),
-        nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), BatchNormNoScale(2 * w), nn.LeakyReLU(LRELU),
-        nn.ConvTranspose2d(2 * w, w, 4, 2, 1), BatchNormNoScale(w), nn.LeakyReLU(LRELU),
-        nn.ConvTranspose2d(w, w, 3, 2, 1, output_padding=1), nn.LeakyReLU(LRELU),
-        nn.ConvTranspose2d(w, channels, 3, 1, 1), nn.Tanh(),
+        ConvTranspose2dSame(4 * w, 2 * w, 4, 2), BatchNormNoScale(2 * w), nn.LeakyReLU(LRELU),
+        ConvTranspose2dSame(2 * w, w, 4, 2), BatchNormNoScale(w), nn.LeakyReLU(LRELU),
+        ConvTranspose2dSame(w, w, 3, 2), nn.LeakyReLU(LRELU),
+        ConvTranspose2dSame(w, channels, 3, 1), nn.Tanh(),
     )
 
 

@@ -34,20 +34,20 @@ class Trainer:
 
 
 def lr_factor(epoch: int, decay: dict) -> float:
-    """Multiplier of the base learning rate in ``epoch`` (0-based): rate^((epoch + 1) / every_epochs).
+    """Multiplier of the base learning rate in ``epoch`` (0-based): rate^(epoch / every_epochs).
 
-    The official loop increments the global step at the *start* of each epoch, so epoch 0 already
-    trains at lr · rate^(1/every_epochs).
+    The official global step starts at −1 and is incremented at the start of every epoch, so epoch
+    k trains with global step k: epoch 0 at the base rate.
     """
-    return float(decay["rate"]) ** ((epoch + 1) / float(decay["every_epochs"]))
+    return float(decay["rate"]) ** (epoch / float(decay["every_epochs"]))
 
 
 def make_trainer(method: str, models: dict[str, nn.Module], cfg: dict, device: torch.device) -> Trainer:
     """Adam optimisers (official β1) and per-epoch exponential decay for ``method``'s nets."""
     vae_params = [*models["encoder"].parameters(), *models["decoder"].parameters()]
-    optims = {"vae": _adam(vae_params, cfg["vae_optim"])}
+    optims = {"vae": make_adam(vae_params, cfg["vae_optim"])}
     if method == "coopvaebm":
-        optims["ebm"] = _adam(models["ebm"].parameters(), cfg["ebm_optim"])
+        optims["ebm"] = make_adam(models["ebm"].parameters(), cfg["ebm_optim"])
     scheds = {
         k: torch.optim.lr_scheduler.LambdaLR(o, lambda e: lr_factor(e, cfg["lr_decay"])) for k, o in optims.items()
     }
@@ -56,8 +56,37 @@ def make_trainer(method: str, models: dict[str, nn.Module], cfg: dict, device: t
     return Trainer(models, optims, scheds, gen)
 
 
-def _adam(params, optim_cfg: dict) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=optim_cfg["lr"], betas=(optim_cfg["beta1"], 0.999))
+class TF1Adam(torch.optim.Adam):
+    """Adam as TF1's ``tf.train.AdamOptimizer`` computes it.
+
+    TF1 adds ε after the bias correction of the step size,
+    w −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m/(√v + ε), where ``torch.optim.Adam`` divides by √v/√(1−β2ᵗ) + ε.
+    The two agree exactly when PyTorch's ε at step t is ε/√(1−β2ᵗ) (3.2e-7 at t = 1 for ε = 1e-8),
+    so this sets that before every step and lets PyTorch's implementation do the update. The
+    difference matters in the first steps, where the descriptor's gradients are tiny: torch's
+    placement moves the first descriptor step by up to 6.3e-3 per weight at lr 0.009.
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float], eps: float = 1e-8) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        for group in self.param_groups:
+            group.setdefault("tf1_eps", eps)
+            group.setdefault("tf1_t", 0)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        for group in self.param_groups:
+            group["tf1_t"] += 1
+            group["eps"] = group["tf1_eps"] / math.sqrt(1.0 - group["betas"][1] ** group["tf1_t"])
+        return super().step(closure)
+
+
+def make_adam(params, optim_cfg: dict) -> torch.optim.Adam:
+    """Adam(lr, β1, β2 = 0.999, ε = 1e-8) with the ε placement ``optim_cfg['adam']`` names (default tf1)."""
+    betas = (optim_cfg["beta1"], 0.999)
+    if optim_cfg.get("adam", "tf1") == "torch":
+        return torch.optim.Adam(params, lr=optim_cfg["lr"], betas=betas, eps=1e-8)
+    return TF1Adam(params, lr=optim_cfg["lr"], betas=betas, eps=1e-8)
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
@@ -66,14 +95,25 @@ def kl_to_standard_normal(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Ten
 
 
 def vae_loss(
-    encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, kl_weight: float, generator: torch.Generator
+    encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, kl_weight: float, generator: torch.Generator,
+    eps: torch.Tensor | None = None, record: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch mean of Σ_pixels (g(z) − x)² + kl_weight·KL, with z = m + ε·exp(s); returns (loss, rec, kl)."""
+    """Batch mean of Σ_pixels (g(z) − x)² + kl_weight·KL, with z = m + ε·exp(s); returns (loss, rec, kl).
+
+    ``eps`` replaces the draw of ε (the parity check injects the official code's); ``record``, when
+    given, receives the encoder outputs, the code, the reconstruction and the per-sample terms.
+    """
     mean, logstd = (t.float() for t in encoder(x))  # .float(): no-ops in fp32, fp32 losses under autocast
-    eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
-    recon = decoder(mean + eps * torch.exp(logstd)).float()
-    rec = (recon - x).pow(2).flatten(1).sum(dim=1).mean()
-    kl = kl_to_standard_normal(mean, logstd).mean()
+    if eps is None:
+        eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
+    z = mean + eps * torch.exp(logstd)
+    recon = decoder(z).float()
+    rec_each = (recon - x).pow(2).flatten(1).sum(dim=1)
+    kl_each = kl_to_standard_normal(mean, logstd)
+    if record is not None:
+        record.update(enc_mean=mean.detach(), enc_logstd=logstd.detach(), enc_z=z.detach(), x_recon=recon.detach(),
+                      rec_per_sample=rec_each.detach(), kl_per_sample=kl_each.detach())
+    rec, kl = rec_each.mean(), kl_each.mean()
     return rec + kl_weight * kl, rec, kl
 
 
@@ -86,32 +126,48 @@ def autocast(cfg: dict, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.get("precision", "fp32") == "bf16")
 
 
-def propose(decoder: nn.Module, n: int, z_dim: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """VAE ancestral sample: z ~ N(0, I), x̃ = g(z) (no graph, fp32 also under autocast)."""
-    z = torch.randn(n, z_dim, generator=generator, device=device)
+def propose(decoder: nn.Module, n: int, z_dim: int, generator: torch.Generator, device: torch.device,
+            z: torch.Tensor | None = None) -> torch.Tensor:
+    """VAE ancestral sample: z ~ N(0, I) (or the given ``z``), x̃ = g(z) (no graph, fp32 also under autocast)."""
+    if z is None:
+        z = torch.randn(n, z_dim, generator=generator, device=device)
     with torch.no_grad():
         return decoder(z).float()
 
 
-def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[str, torch.Tensor]:
-    """One iteration of variational MCMC teaching; returns detached scalars for the curves."""
+def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draws: dict | None = None,
+                  record: dict | None = None) -> dict[str, torch.Tensor]:
+    """One iteration of variational MCMC teaching; returns detached scalars for the curves.
+
+    ``draws`` may hold ``z`` (n_chains × z_dim) and ``eps`` (the encoder's ε) to use instead of
+    drawing them; ``record``, when given, receives every intermediate (x̃, the Langevin gradient of
+    each step, x̂, f per image, the VAE terms). Both exist for ``pipeline.parity``, which runs this
+    very function against the official code's recorded values.
+    """
+    draws = draws or {}
     ebm, enc, dec = tr.models["ebm"], tr.models["encoder"], tr.models["decoder"]
     lv = cfg["langevin"]
+    grads: list[torch.Tensor] | None = [] if record is not None else None
     with autocast(cfg, x_data.device):
-        x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device)
-        x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"], tr.generator)
-        f_syn, f_obs = ebm(x_hat).float().mean(), ebm(x_data).float().mean()
+        x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device, draws.get("z"))
+        x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"], tr.generator,
+                       grads=grads)
+        f_hat, f_data = ebm(x_hat).float(), ebm(x_data).float()
+    f_syn, f_obs = f_hat.mean(), f_data.mean()
     loss_ebm = f_syn - f_obs
     tr.optims["ebm"].zero_grad(set_to_none=True)
     loss_ebm.backward()
     tr.optims["ebm"].step()
 
     with autocast(cfg, x_data.device):
-        loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator)
+        loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record)
     tr.optims["vae"].zero_grad(set_to_none=True)
     loss_vae.backward()
     tr.optims["vae"].step()
 
+    if record is not None:
+        record.update(x_tilde=x_tilde, langevin_grads=grads, x_hat=x_hat, f_x_hat=f_hat.detach(),
+                      f_x_data=f_data.detach())
     with torch.no_grad():
         revision = (x_hat - x_tilde).pow(2).flatten(1).sum(1).sqrt().mean()
     return {
