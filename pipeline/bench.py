@@ -108,7 +108,7 @@ def setup(params: dict, dataset: str, device: torch.device, *, chains: int | Non
           precision: str = "fp32", compile_nets: bool = False) -> dict:
     """Nets, trainer and random data for ``dataset``'s coopvaebm config; ``chains``/``batch`` override it."""
     from pipeline.nets import build_models
-    from pipeline.teaching import make_trainer
+    from pipeline.teaching import make_adam, make_trainer
 
     dcfg = params["datasets"][dataset]
     cfg = copy.deepcopy(dcfg["methods"]["coopvaebm"])
@@ -126,10 +126,9 @@ def setup(params: dict, dataset: str, device: torch.device, *, chains: int | Non
     gen = torch.Generator(device=device)
     gen.manual_seed(0)
     x = torch.rand(cfg["batch_size"], channels, size, size, generator=gen, device=device) * 2 - 1
-    ref_optims = {"ebm": torch.optim.Adam(ref["ebm"].parameters(), lr=cfg["ebm_optim"]["lr"],
-                                          betas=(cfg["ebm_optim"]["beta1"], 0.999)),
-                  "vae": torch.optim.Adam([*ref["encoder"].parameters(), *ref["decoder"].parameters()],
-                                          lr=cfg["vae_optim"]["lr"], betas=(cfg["vae_optim"]["beta1"], 0.999))}
+    # The same optimiser as ours (TF1's Adam): the benchmark compares the iteration's algorithm path.
+    ref_optims = {"ebm": make_adam(ref["ebm"].parameters(), cfg["ebm_optim"]),
+                  "vae": make_adam([*ref["encoder"].parameters(), *ref["decoder"].parameters()], cfg["vae_optim"])}
     return {"cfg": cfg, "z_dim": dcfg["nets"]["z_dim"], "trainer": make_trainer("coopvaebm", ours, cfg, device),
             "ref_models": ref, "ref_optims": ref_optims, "ref_gen": gen,
             "x": x.contiguous(memory_format=torch.channels_last), "x_ref": x.contiguous(),

@@ -109,6 +109,18 @@ def build_decoder(channels: int, size: int, width: int, z_dim: int) -> nn.Sequen
     )
 
 
+def bn_fed_biases(decoder: nn.Sequential) -> set[str]:
+    """state_dict keys of the decoder biases that go straight into a batch norm.
+
+    The batch norm subtracts the batch mean, so their exact gradient is 0 and what a backward pass
+    returns for them is float noise (in the official code too); Adam turns that noise into steps of
+    up to ±lr. Comparisons between implementations must skip them.
+    """
+    return {f"{i}.bias" for i, m in enumerate(decoder)
+            if i + 1 < len(decoder) and isinstance(decoder[i + 1], BatchNormNoScale) and getattr(m, "bias", None)
+            is not None}
+
+
 def init_official(module: nn.Module, init_std: float) -> None:
     """Official initialisation: conv/deconv kernels N(0, init_std²), dense Glorot-uniform, biases 0."""
     for m in module.modules():

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from pipeline import tflayout
-from pipeline.nets import BatchNormNoScale, build_models
+from pipeline.nets import bn_fed_biases, build_models
 from pipeline.teaching import lr_factor, make_trainer, teaching_step
 
 DEFAULT_GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
@@ -290,14 +290,8 @@ class Comparer:
 
 def _feeds_batch_norm(models: dict[str, nn.Module]) -> set[str]:
     """TF names of biases whose layer output goes straight into a batch norm (exact gradient 0)."""
-    out = set()
-    for e in tflayout.TABLE:
-        if e.module == "decoder" and e.param.endswith(".bias"):
-            idx = int(e.param.split(".")[0])
-            nxt = models["decoder"][idx + 1] if idx + 1 < len(models["decoder"]) else None
-            if isinstance(nxt, BatchNormNoScale):
-                out.add(e.tf)
-    return out
+    keys = bn_fed_biases(models["decoder"])
+    return {e.tf for e in tflayout.TABLE if e.module == "decoder" and e.param in keys}
 
 
 def run(golden_dir: Path = DEFAULT_GOLDEN, adam: str = "tf1") -> Report:

@@ -11,6 +11,7 @@ import torch
 
 from pipeline.bench import count_flops, setup
 from pipeline.config import load_params
+from pipeline.nets import bn_fed_biases
 from pipeline.reference import reference_step
 from pipeline.teaching import teaching_step
 
@@ -39,7 +40,12 @@ def test_one_step_of_ours_equals_the_reference(noise):
     for name in ("ebm", "encoder", "decoder"):
         a, b = s["trainer"].models[name].state_dict(), s["ref_models"][name].state_dict()
         assert a.keys() == b.keys()
+        # Biases feeding a batch norm have exact gradient 0: float noise decides Adam's first step (±lr).
+        skip = bn_fed_biases(s["trainer"].models["decoder"]) if name == "decoder" else set()
+        assert name != "decoder" or skip  # the generator has such biases: the exclusion is not vacuous
         for k in a:
+            if k in skip:
+                continue
             # Adam's first step moves each weight by about lr·sign(grad), so a sign flip from float
             # reordering would show as a 2·lr difference: demand far less.
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{name}.{k}")

@@ -1,0 +1,194 @@
+"""How robust is the digits result? Train/sample/score over seeds × float perturbations; print the spread.
+
+Each run is the digits chain of the pipeline (train coopvaebm and vae, sample, score: the same
+``python -m pipeline`` commands the workflows run) in its own directory under ``--out``, with the
+training seed of both methods set to the run's seed and an environment that changes the float
+arithmetic the way another machine would:
+
+  t2          OMP_NUM_THREADS=2 (the committed configuration on a 2-core machine)
+  t1          OMP_NUM_THREADS=1 (another reduction order in every convolution and matmul)
+  avx2        ATEN_CPU_CAPABILITY=avx2 (PyTorch's own kernels without AVX-512), 2 threads
+  onednn-avx2 ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN convolutions without AVX-512), 2 threads
+
+Prints one row per run (fd_digits of the Langevin-revised samples, of coopvaebm's own VAE samples,
+of the vae baseline, and the md5 of the coopvaebm checkpoint, so a perturbation that changes no
+byte is visible), then the distribution; writes ``runs.csv``, ``summary.json`` and ``fd.png`` to
+``--out``. ``--set key=value`` overrides a digits coopvaebm hyperparameter (dotted, e.g.
+``--set ebm_optim.lr=0.004``), for exploring configurations.
+
+    python benchmarks/robustness.py --seeds 0-9 --perturb t1 t2 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.atomic import write_json, write_text, write_with  # noqa: E402
+
+PERTURB = {
+    "t2": {"OMP_NUM_THREADS": "2"},
+    "t1": {"OMP_NUM_THREADS": "1"},
+    "avx2": {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx2"},
+    "onednn-avx2": {"OMP_NUM_THREADS": "2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+METHODS = ("coopvaebm", "vae")
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
+def _override(cfg: dict, dotted: str, value) -> None:
+    *keys, last = dotted.split(".")
+    for k in keys:
+        cfg = cfg[k]
+    if last not in cfg:
+        raise SystemExit(f"--set {dotted}: no such key in the digits coopvaebm section of params.yaml")
+    cfg[last] = value
+
+
+def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], methods: tuple[str, ...]) -> dict:
+    work = out / "runs" / f"{perturb}-s{seed}"
+    done = work / "row.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "data").mkdir(parents=True)
+    (work / "models" / "digits").mkdir(parents=True)
+    os.symlink(ROOT / "data" / "prepared", work / "data" / "prepared")
+    os.symlink(ROOT / "models" / "digits" / "classifier.pt", work / "models" / "digits" / "classifier.pt")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for m in METHODS:
+        params["datasets"]["digits"]["methods"][m]["seed"] = seed
+    for k, v in sets:
+        _override(params["datasets"]["digits"]["methods"]["coopvaebm"], k, v)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, **PERTURB[perturb], "PIPELINE_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    for m in methods:
+        for stage in ("train", "sample", "score"):
+            cmd = [sys.executable, "-m", "pipeline", stage, "--dataset", "digits", "--method", m, "--no-progress",
+                   "--log", f"logs/{stage}-{m}.log"]
+            r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                row = {"seed": seed, "perturb": perturb, "error": f"{stage} {m}: {r.stderr.strip()[-400:]}"}
+                write_json(done, row)
+                return row
+    metrics = {m: json.loads((work / "results" / "digits" / m / "metrics.json").read_text()) for m in methods}
+    ckpt = work / "models" / "digits" / "coopvaebm.pt"
+    row = {"seed": seed, "perturb": perturb, "minutes": round((time.perf_counter() - t0) / 60, 2),
+           "revised": metrics["coopvaebm"]["fd_digits"], "vae_own": metrics["coopvaebm"]["fd_digits_vae"],
+           "vae_baseline": metrics["vae"]["fd_digits"] if "vae" in metrics else None,
+           "ckpt_md5": hashlib.md5(ckpt.read_bytes()).hexdigest()[:12]}
+    write_json(done, row)
+    for d in ("models", "state"):  # keep the scores, not the 1-MB checkpoints and samples of every run
+        shutil.rmtree(work / d, ignore_errors=True)
+    for f in (work / "results" / "digits").glob("*/samples.npz"):
+        f.unlink()
+    return row
+
+
+def _summary(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "error" not in r]
+    out: dict = {"runs": len(rows), "failed": len(rows) - len(ok)}
+    for k in ("revised", "vae_own", "vae_baseline"):
+        vals = [r[k] for r in ok if r.get(k) is not None]
+        if vals:
+            out[k] = {"mean": statistics.mean(vals), "std": statistics.pstdev(vals), "min": min(vals),
+                      "max": max(vals), "median": statistics.median(vals)}
+    both = [r for r in ok if r.get("vae_baseline") is not None]
+    out["revision_improves_vae"] = sum(r["revised"] < r["vae_own"] for r in ok)
+    out["beats_vae_baseline"] = sum(r["revised"] < r["vae_baseline"] for r in both)
+    out["margin_own_min"] = min((r["vae_own"] - r["revised"] for r in ok), default=None)
+    out["margin_baseline_min"] = min((r["vae_baseline"] - r["revised"] for r in both), default=None)
+    return out
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    keys = [("revised", "coopvaebm (revised)"), ("vae_own", "coopvaebm (own VAE)"), ("vae_baseline", "vae baseline")]
+    perturbs = sorted({r["perturb"] for r in ok})
+    for i, (k, label) in enumerate(keys):
+        for j, p in enumerate(perturbs):
+            vals = [r[k] for r in ok if r["perturb"] == p and r.get(k) is not None]
+            x = [i + (j - (len(perturbs) - 1) / 2) * 0.18] * len(vals)
+            ax.scatter(x, vals, s=14, alpha=0.8, label=p if i == 0 else None, color=f"C{j}")
+    ax.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=8)
+    ax.set_ylabel("fd_digits (lower is better)", fontsize=8)
+    ax.set_title(f"digits: {len(ok)} runs (seeds × perturbations)", fontsize=9)
+    ax.legend(fontsize=7, title="perturbation", title_fontsize=7)
+    fig.tight_layout()
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0-9", help="training seeds, e.g. 0-9 or 0,3,5 (default: %(default)s)")
+    p.add_argument("--perturb", nargs="+", default=["t1", "t2"], choices=sorted(PERTURB),
+                   help="float perturbations to run each seed under (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (t1 runs use one core each)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "robustness",
+                   help="directory for runs/, runs.csv, summary.json, fd.png (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a digits coopvaebm hyperparameter (YAML value), e.g. ebm_optim.lr=0.004")
+    p.add_argument("--skip-vae", action="store_true", help="train only coopvaebm (exploring its configuration)")
+    args = p.parse_args(argv)
+    for need in (ROOT / "data/prepared/digits.npz", ROOT / "models/digits/classifier.pt"):
+        if not need.exists():
+            print(f"{need} not found: run `snakemake --cores all models/digits/classifier.pt` first", file=sys.stderr)
+            return 1
+    sets = [(k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set)]
+    methods = ("coopvaebm",) if args.skip_vae else METHODS
+    jobs = [(s, q) for q in args.perturb for s in _seeds(args.seeds)]
+    rows = []
+    with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futs = {pool.submit(_run, s, q, args.out, sets, methods): (s, q) for s, q in jobs}
+        for f in cf.as_completed(futs):
+            row = f.result()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    rows.sort(key=lambda r: (r["perturb"], r["seed"]))
+    buf = io.StringIO()
+    fields = ["perturb", "seed", "revised", "vae_own", "vae_baseline", "ckpt_md5", "minutes", "error"]
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(args.out / "runs.csv", buf.getvalue())
+    summary = {"overrides": dict(sets), **_summary(rows)}
+    write_json(args.out / "summary.json", summary)
+    _plot(rows, args.out / "fd.png")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
