@@ -12,7 +12,8 @@ arithmetic the way another machine would:
 
 Prints one row per run (fd_digits of the Langevin-revised samples, of coopvaebm's own VAE samples,
 of the vae baseline, and the md5 of the coopvaebm checkpoint, so a perturbation that changes no
-byte is visible), then the distribution; writes ``runs.csv``, ``summary.json`` and ``fd.png`` to
+byte is visible; the feature classifier and the real-data floor are also made under each
+perturbation, as another machine would make them), then the distribution; writes ``runs.csv``, ``summary.json`` and ``fd.png`` to
 ``--out``. ``--set key=value`` overrides a digits coopvaebm hyperparameter (dotted, e.g.
 ``--set ebm_optim.lr=0.004``), for exploring configurations.
 
@@ -68,7 +69,38 @@ def _override(cfg: dict, dotted: str, value) -> None:
     cfg[last] = value
 
 
+def _pipeline(stages: list[tuple[str, ...]], work: Path, perturb: str) -> str | None:
+    """Run ``python -m pipeline <stage> --dataset digits [--method M]`` in ``work``; the error, if any."""
+    env = {**os.environ, **PERTURB[perturb], "PIPELINE_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+    for stage, *method in stages:
+        extra = ["--method", method[0]] if method else []
+        name = "-".join([stage, *method])
+        cmd = [sys.executable, "-m", "pipeline", stage, "--dataset", "digits", *extra, "--no-progress",
+               "--log", f"logs/{name}.log"]
+        r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"{name}: {r.stderr.strip()[-400:]}"
+    return None
+
+
+def _classifier(perturb: str, out: Path) -> tuple[Path, float]:
+    """The feature classifier and the real-data floor, made under the perturbation (as another machine would)."""
+    work = out / f"classifier-{perturb}"
+    metrics = work / "results" / "digits" / "real" / "metrics.json"
+    if not metrics.exists():
+        if work.exists():
+            shutil.rmtree(work)
+        (work / "data").mkdir(parents=True)
+        os.symlink(ROOT / "data" / "prepared", work / "data" / "prepared")
+        shutil.copy(ROOT / "params.yaml", work / "params.yaml")
+        err = _pipeline([("classifier",), ("score-real",)], work, perturb)
+        if err:
+            raise SystemExit(f"classifier under {perturb} failed: {err}")
+    return work / "models" / "digits" / "classifier.pt", json.loads(metrics.read_text())["fd_digits"]
+
+
 def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], methods: tuple[str, ...]) -> dict:
+    clf, floor = _classifier(perturb, out)
     work = out / "runs" / f"{perturb}-s{seed}"
     done = work / "row.json"
     if done.exists():
@@ -78,29 +110,24 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
     (work / "data").mkdir(parents=True)
     (work / "models" / "digits").mkdir(parents=True)
     os.symlink(ROOT / "data" / "prepared", work / "data" / "prepared")
-    os.symlink(ROOT / "models" / "digits" / "classifier.pt", work / "models" / "digits" / "classifier.pt")
+    os.symlink(clf, work / "models" / "digits" / "classifier.pt")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for m in METHODS:
         params["datasets"]["digits"]["methods"][m]["seed"] = seed
     for k, v in sets:
         _override(params["datasets"]["digits"]["methods"]["coopvaebm"], k, v)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, **PERTURB[perturb], "PIPELINE_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    for m in methods:
-        for stage in ("train", "sample", "score"):
-            cmd = [sys.executable, "-m", "pipeline", stage, "--dataset", "digits", "--method", m, "--no-progress",
-                   "--log", f"logs/{stage}-{m}.log"]
-            r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-            if r.returncode != 0:
-                row = {"seed": seed, "perturb": perturb, "error": f"{stage} {m}: {r.stderr.strip()[-400:]}"}
-                write_json(done, row)
-                return row
+    err = _pipeline([(stage, m) for m in methods for stage in ("train", "sample", "score")], work, perturb)
+    if err:
+        row = {"seed": seed, "perturb": perturb, "error": err}
+        write_json(done, row)
+        return row
     metrics = {m: json.loads((work / "results" / "digits" / m / "metrics.json").read_text()) for m in methods}
     ckpt = work / "models" / "digits" / "coopvaebm.pt"
     row = {"seed": seed, "perturb": perturb, "minutes": round((time.perf_counter() - t0) / 60, 2),
            "revised": metrics["coopvaebm"]["fd_digits"], "vae_own": metrics["coopvaebm"]["fd_digits_vae"],
-           "vae_baseline": metrics["vae"]["fd_digits"] if "vae" in metrics else None,
+           "vae_baseline": metrics["vae"]["fd_digits"] if "vae" in metrics else None, "floor": floor,
            "ckpt_md5": hashlib.md5(ckpt.read_bytes()).hexdigest()[:12]}
     write_json(done, row)
     for d in ("models", "state"):  # keep the scores, not the 1-MB checkpoints and samples of every run
@@ -113,7 +140,7 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
 def _summary(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     out: dict = {"runs": len(rows), "failed": len(rows) - len(ok)}
-    for k in ("revised", "vae_own", "vae_baseline"):
+    for k in ("revised", "vae_own", "vae_baseline", "floor"):
         vals = [r[k] for r in ok if r.get(k) is not None]
         if vals:
             out[k] = {"mean": statistics.mean(vals), "std": statistics.pstdev(vals), "min": min(vals),
@@ -162,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a digits coopvaebm hyperparameter (YAML value), e.g. ebm_optim.lr=0.004")
     p.add_argument("--skip-vae", action="store_true", help="train only coopvaebm (exploring its configuration)")
     args = p.parse_args(argv)
-    for need in (ROOT / "data/prepared/digits.npz", ROOT / "models/digits/classifier.pt"):
-        if not need.exists():
-            print(f"{need} not found: run `snakemake --cores all models/digits/classifier.pt` first", file=sys.stderr)
-            return 1
+    if not (ROOT / "data/prepared/digits.npz").exists():
+        print("data/prepared/digits.npz not found: run `python -m pipeline prepare --dataset digits` first",
+              file=sys.stderr)
+        return 1
+    for q in args.perturb:  # before the pool: one classifier per perturbation, made once
+        _classifier(q, args.out)
     sets = [(k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set)]
     methods = ("coopvaebm",) if args.skip_vae else METHODS
     jobs = [(s, q) for q in args.perturb for s in _seeds(args.seeds)]
@@ -178,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), flush=True)
     rows.sort(key=lambda r: (r["perturb"], r["seed"]))
     buf = io.StringIO()
-    fields = ["perturb", "seed", "revised", "vae_own", "vae_baseline", "ckpt_md5", "minutes", "error"]
+    fields = ["perturb", "seed", "revised", "vae_own", "vae_baseline", "floor", "ckpt_md5", "minutes", "error"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from pipeline import paths
 from pipeline.atomic import write_json
@@ -13,8 +14,8 @@ class ThresholdError(RuntimeError):
     """A metric crossed its threshold."""
 
 
-def _value(dataset: str, ref: str) -> float:
-    """``<source>.<key>``: source is a method or ``real`` (the floor).
+def metric_file_value(dataset: str, ref: str) -> float:
+    """``<source>.<key>`` from results/<dataset>/<source>/metrics.json; source is a method or ``real`` (the floor).
 
     The digits classifier's accuracy is not checked here: its own stage fails below ``min_accuracy``.
     """
@@ -26,17 +27,17 @@ def _value(dataset: str, ref: str) -> float:
     return float(metrics[key])
 
 
-def evaluate(dataset: str, rules: list[dict]) -> list[dict]:
-    """Evaluate each rule; return one record per rule with the value, the bound and ``ok``."""
+def evaluate(rules: list[dict], value_of: Callable[[str], float]) -> list[dict]:
+    """Evaluate each rule on ``value_of('<source>.<key>')``; one record per rule with the value, bound, ``ok``."""
     results = []
     for rule in rules:
-        value = _value(dataset, rule["metric"])
+        value = value_of(rule["metric"])
         if "max" in rule:
             bound, ok, text = rule["max"], value <= rule["max"], f"{rule['metric']} = {value:.4g} <= {rule['max']}"
         elif "min" in rule:
             bound, ok, text = rule["min"], value >= rule["min"], f"{rule['metric']} = {value:.4g} >= {rule['min']}"
         else:
-            bound = _value(dataset, rule["below"])
+            bound = value_of(rule["below"])
             ok, text = value < bound, f"{rule['metric']} = {value:.4g} < {rule['below']} = {bound:.4g}"
         results.append({"rule": text, "metric": rule["metric"], "value": value, "bound": bound, "ok": ok,
                         "why": rule.get("why", "")})
@@ -45,7 +46,7 @@ def evaluate(dataset: str, rules: list[dict]) -> list[dict]:
 
 def check(params: dict, dataset: str) -> list[dict]:
     """Evaluate ``check.<dataset>``; write results/<dataset>/check.json only when every rule holds."""
-    results = evaluate(dataset, params["check"].get(dataset, []))
+    results = evaluate(params["check"].get(dataset, []), lambda ref: metric_file_value(dataset, ref))
     failed = [r for r in results if not r["ok"]]
     if failed:
         lines = "\n".join(f"  - FAILED {r['rule']}" + (f"  ({r['why']})" if r["why"] else "") for r in failed)
