@@ -188,16 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a digits coopvaebm hyperparameter (YAML value), e.g. ebm_optim.lr=0.004")
     p.add_argument("--skip-vae", action="store_true", help="train only coopvaebm (exploring its configuration)")
+    p.add_argument("--summarise", action="store_true", help="run nothing: rewrite the tables from the recorded runs")
     args = p.parse_args(argv)
     if not (ROOT / "data/prepared/digits.npz").exists():
         print("data/prepared/digits.npz not found: run `python -m pipeline prepare --dataset digits` first",
               file=sys.stderr)
         return 1
-    for q in args.perturb:  # before the pool: one classifier per perturbation, made once
+    for q in [] if args.summarise else args.perturb:  # before the pool: one classifier per perturbation
         _classifier(q, args.out)
     sets = [(k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set)]
     methods = ("coopvaebm",) if args.skip_vae else METHODS
-    jobs = [(s, q) for q in args.perturb for s in _seeds(args.seeds)]
+    jobs = [] if args.summarise else [(s, q) for q in args.perturb for s in _seeds(args.seeds)]
     rows = []
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futs = {pool.submit(_run, s, q, args.out, sets, methods): (s, q) for s, q in jobs}
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             row = f.result()
             rows.append(row)
             print(json.dumps(row), flush=True)
+    # The tables cover every run recorded under --out, from this call and earlier ones.
+    rows = [json.loads(f.read_text()) for f in sorted((args.out / "runs").glob("*/row.json"))]
     rows.sort(key=lambda r: (r["perturb"], r["seed"]))
     buf = io.StringIO()
     fields = ["perturb", "seed", "revised", "vae_own", "vae_baseline", "floor", "ckpt_md5", "minutes", "error"]
