@@ -36,7 +36,7 @@ import torch
 from pipeline.atomic import read_torch, write_torch
 
 log = logging.getLogger("pipeline")
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: TF-"SAME" transposed convolutions and TF1 Adam state (tf1_t) in the optimiser groups
 # Method keys that change when a state is saved or when training stops, not what is computed: a
 # state stays resumable across them (e.g. raise max_energy_gap and resume a run the guard stopped).
 NOT_FINGERPRINTED = ("checkpoint_every", "max_energy_gap")

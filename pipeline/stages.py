@@ -22,7 +22,8 @@ from pipeline.data import DataError, load_prepared, save_prepared
 
 log = logging.getLogger("pipeline")
 METHODS = ("coopvaebm", "vae")
-CHECKPOINT_FORMAT = 1
+# 2: the generator pads transposed convolutions as TF "SAME" does (format 1 computed another function)
+CHECKPOINT_FORMAT = 2
 # Scored on its own classifier's features (fd_<dataset>); every other dataset with Inception.
 EMBEDDED = ("digits",)
 
