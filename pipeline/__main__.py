@@ -25,6 +25,7 @@ Stages, in order (each reads params.yaml and writes its outputs atomically):
                                                   (paper datasets: cifar10, svhn, celeba)
   classifier  models/D/classifier.pt              domain feature extractor for fd_D / kid_D (digits)
   train       models/D/M.pt + results/D/M/train/  train method M (coopvaebm or vae)
+  import-official models/cifar10/official.pt      the authors' TF checkpoint model.ckpt-3000 in our format
   sample      results/D/M/samples.npz, .png       VAE sample (+ Langevin revision for coopvaebm)
   score       results/D/M/metrics.json            FID/IS/KID (paper datasets) or fd_D/KID (digits)
   score-real  results/D/real/metrics.json         the floor: held-out real images, scored alike
@@ -45,8 +46,9 @@ def _common(p: argparse.ArgumentParser, dataset: bool = True, method: bool = Fal
     if dataset:
         p.add_argument("--dataset", required=True, help="dataset key in params.yaml (e.g. digits)")
     if method:
-        p.add_argument("--method", required=True, choices=["coopvaebm", "vae"],
-                       help="coopvaebm: variational MCMC teaching; vae: the VAE trained alone on data")
+        p.add_argument("--method", required=True, choices=["coopvaebm", "vae", "official"],
+                       help="coopvaebm: variational MCMC teaching; vae: the VAE trained alone on data; "
+                       "official: the authors' released CIFAR-10 checkpoint (import-official)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS), help="hyperparameter file (default: %(default)s)")
     p.add_argument("--log", help="also write this stage's log to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also when stderr is not a TTY "
@@ -64,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         _common(p, method=True)
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p = sub.add_parser("import-official", help="the authors' CIFAR-10 TF checkpoint → models/cifar10/official.pt")
+    _common(p, dataset=False)
+    p.add_argument("--checkpoint", help="TF checkpoint prefix, e.g. DIR/model.ckpt-3000 (default: params.yaml "
+                   "datasets.cifar10.methods.official.checkpoint)")
     _common(sub.add_parser("score", help="score a method's samples"), method=True)
     _common(sub.add_parser("score-real", help="score the held-out real images (the floor)"))
     _common(sub.add_parser("tables", help="write results/tables/D.md and D.tex"))
@@ -153,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             stages.classifier(params, args.dataset, progress)
         elif args.stage == "train":
             stages.train(params, args.dataset, args.method, args.device, progress)
+        elif args.stage == "import-official":
+            from pipeline.official import import_official
+
+            import_official(params, args.checkpoint)
         elif args.stage == "sample":
             stages.sample(params, args.dataset, args.method, args.device, progress)
         elif args.stage == "score":

@@ -195,7 +195,7 @@ def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: t
 
 
 def sample(params: dict, dataset: str, method: str, device: str | None = None, progress: bool = True) -> None:
-    """Draw ``sample.n_samples`` images: VAE samples, plus their Langevin revisions for coopvaebm."""
+    """Draw ``sample.n_samples`` images: VAE samples, plus their Langevin revisions for coopvaebm and official."""
     from pipeline.sample import generate, save_grid
     from pipeline.teaching import autocast
 
@@ -206,8 +206,10 @@ def sample(params: dict, dataset: str, method: str, device: str | None = None, p
     models = load_checkpoint(paths.checkpoint(dataset, method), dataset, method, arch, dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(dcfg["sample"]["seed"])
-    chunk = mcfg["n_chains"] if method == "coopvaebm" else mcfg["batch_size"]
-    langevin = mcfg["langevin"] if method == "coopvaebm" else None
+    # official: the authors' checkpoint holds a descriptor too, revised by the same Langevin dynamics
+    revise = method in ("coopvaebm", "official")
+    chunk = mcfg["n_chains"] if revise else mcfg["batch_size"]
+    langevin = mcfg["langevin"] if revise else None
     _maybe_compile(models, mcfg)
     with autocast(mcfg, dev):
         out = generate(models, dcfg["sample"]["n_samples"], chunk, arch["z_dim"], langevin, gen, progress)
