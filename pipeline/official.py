@@ -71,5 +71,5 @@ def import_official(params: dict, checkpoint: str | Path | None = None, out: Pat
         log.info("ignored %s %s", name, tuple(tensors[name].shape))
     log.info("mapped %d trainable tensors; ignored %d (Adam slots/accumulators, batch-norm moving statistics, "
              "global step)", len(weights), len(skipped))
-    save_checkpoint(out or paths.checkpoint(DATASET, METHOD), DATASET, METHOD, arch, models, step)
+    save_checkpoint(out or paths.checkpoint(DATASET, METHOD, 0), DATASET, METHOD, arch, models, step)
     return skipped
