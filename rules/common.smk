@@ -6,7 +6,7 @@ import json
 # bit-identical results on one machine (float reductions depend on the thread count).
 
 # Used with --use-conda; without it the rules run in the current environment (make install).
-ENV = "envs/pipeline.yaml"
+ENV = "../envs/pipeline.yaml"  # `conda:` paths are relative to the rule file (rules/*.smk)
 
 DATASETS = list(config["datasets"])
 # digits is scored on its own classifier's features (fd_digits); the paper's datasets with Inception.
