@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         _common(p, method=True)
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p = sub.add_parser("import-official", help="the authors' CIFAR-10 TF checkpoint → models/cifar10/official.pt")
+    p = sub.add_parser("import-official", help="the authors' CIFAR-10 TF checkpoint → models/cifar10/official/seed0.pt")
     _common(p, dataset=False)
     p.add_argument("--checkpoint", help="TF checkpoint prefix, e.g. DIR/model.ckpt-3000 (default: params.yaml "
                    "datasets.cifar10.methods.official.checkpoint)")

@@ -42,7 +42,7 @@ def ignored(name: str) -> bool:
 
 
 def import_official(params: dict, checkpoint: str | Path | None = None, out: Path | None = None) -> list[str]:
-    """Write ``models/cifar10/official.pt`` from the TF checkpoint prefix; return the ignored variable names.
+    """Write ``models/cifar10/official/seed0.pt`` from the TF checkpoint prefix; return the ignored variable names.
 
     Refuses (ValueError, naming them) variables that are neither mapped nor known to be ignorable,
     and shapes that do not match our nets; a missing file raises FileNotFoundError with where to get it.

@@ -285,7 +285,7 @@ def test_snakemake_rerun_incomplete_resumes(tmp_path, whole_run):
 @pytest.mark.slow
 def test_dvc_repro_resumes(tmp_path, whole_run):
     root = workflow_copy(tmp_path)
-    stage = "train@digits-coopvaebm"
+    stage = "train@digits-coopvaebm-0"
     killed_at = kill_when_saved(start(["dvc", "repro", stage], root), root / STATE, 10)
     out = tool(["dvc", "repro", stage], root)
     log = (root / "logs/digits/coopvaebm/train.log").read_text()
