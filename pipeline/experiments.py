@@ -18,10 +18,6 @@ import torch.nn as nn
 
 from pipeline.langevin import revise
 
-# What the hidden half of a masked image holds: 0, the middle of [−1, 1] (mid-grey).
-FILL = 0.0
-
-
 def visible_mask(x: torch.Tensor) -> torch.Tensor:
     """True on the top half of every image (rows < H/2), the part completion keeps; broadcastable to ``x``."""
     h = x.shape[2]
@@ -46,16 +42,17 @@ def encode_decode(models: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor
 
 
 def complete(models: dict[str, nn.Module], x: torch.Tensor, langevin: dict, chunk: int,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+             generator: torch.Generator | None = None, fill: float = 0.0) -> dict[str, torch.Tensor]:
     """Fill the bottom half of ``x``: {``masked``, ``vae`` (decoded, visible half put back), ``completed``}.
 
+    ``masked`` holds ``fill`` on the hidden half (params.yaml ``experiments.fill``).
     ``completed`` is the Langevin revision of ``vae`` with the visible half clamped to ``x`` after every
     step (by selection: bit-exact).
     """
     out: dict[str, list[torch.Tensor]] = {"masked": [], "vae": [], "completed": []}
     for xb in _chunks(x, chunk):
         keep = visible_mask(xb)
-        masked = torch.where(keep, xb, torch.full_like(xb, FILL))
+        masked = torch.where(keep, xb, torch.full_like(xb, fill))
         vae = torch.where(keep, xb, encode_decode(models, masked))
         steps, step_size, ref_sigma, noise = _lv(langevin)
         completed = revise(models["ebm"], vae, steps, step_size, ref_sigma, noise, generator, keep=keep)

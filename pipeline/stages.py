@@ -472,19 +472,19 @@ def completion(params: dict, dataset: str, method: str, seed: int = 0, device: s
     The saved completions carry the test image's own uint8 pixels on the visible half (the Langevin
     revision keeps them bit-exact in float; the uint8 map truncates, so they are pasted, not re-mapped).
     """
-    from pipeline.experiments import FILL, complete
+    from pipeline.experiments import complete
     from pipeline.pictures import save_grid
     from pipeline.sample import to_float, to_uint8
 
     ecfg, mcfg, data, arch, models, gen = _experiment_setup(params, dataset, method, seed, device)
     truth = data.x_test[: ecfg["n_images"]]
     x = to_float(truth, next(models["ebm"].parameters()).device)
-    out = complete(models, x, mcfg["langevin"], mcfg["n_chains"], gen)
+    out = complete(models, x, mcfg["langevin"], mcfg["n_chains"], gen, ecfg["fill"])
     h = truth.shape[1]
     visible = np.zeros(truth.shape, bool)
     visible[:, : h // 2] = True
     imgs = {k: np.where(visible, truth, to_uint8(v)) for k, v in out.items()}
-    result = {"n_images": int(len(truth)), "hidden": "bottom half (rows >= H/2)", "fill": FILL,
+    result = {"n_images": int(len(truth)), "hidden": "bottom half (rows >= H/2)", "fill": ecfg["fill"],
               "langevin_steps": mcfg["langevin"]["test_steps"]}
     for k in ("masked", "vae", "completed"):
         result[f"mse_hidden_{k}"] = _mse(imgs[k], truth, ~visible)
