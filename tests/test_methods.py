@@ -117,3 +117,48 @@ def test_uniform_noise_bounds(seed):
     x = uniform_noise(1000, (1, 2, 2), {"low": -0.5, "high": 0.25}, torch.Generator().manual_seed(seed),
                       torch.device("cpu"))
     assert x.min() >= -0.5 and x.max() <= 0.25 and np.isclose(x.mean().item(), -0.125, atol=0.02)
+
+
+@pytest.mark.slow
+def test_every_baseline_runs_through_the_stages(tmp_path, monkeypatch):
+    """train → sample → score of ebm, coopnets and coopvaebm-noise at seed 1, tiny, through the CLI."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline import paths
+    from pipeline.__main__ import main
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    d = params["datasets"]["digits"]
+    d["classifier"].update(epochs=1, min_accuracy=0.1)
+    for cfg in d["methods"].values():
+        cfg.update(epochs=1, log_every=5)
+        if "n_chains" in cfg:
+            cfg.update(n_chains=16)
+            cfg["langevin"] = {**cfg["langevin"], "train_steps": 2, "test_steps": 2}
+    d["sample"]["n_samples"] = 40
+    d["score"].update(kid_subsets=5, kid_subset_size=32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        common = ["--dataset", "digits", "--no-progress"]
+        assert main(["prepare", *common]) == 0 and main(["classifier", *common]) == 0
+        for method in ("ebm", "coopnets", "coopvaebm-noise"):
+            for stage in ("train", "sample", "score"):
+                assert main([stage, *common, "--method", method, "--seed", "1"]) == 0, (stage, method)
+        assert main(["train", *common, "--method", "ebm", "--seed", "7"]) == 1  # not among its seeds
+    finally:
+        torch.set_num_threads(threads)
+    for method in ("ebm", "coopnets", "coopvaebm-noise"):
+        m = json.loads(paths.metrics("digits", method, 1).read_text())
+        assert np.isfinite(m["fd_digits"]) and ("fd_digits_vae" in m) == (method != "ebm"), method
+        with np.load(paths.samples("digits", method, 1)) as z:
+            assert set(z.files) == ({"revised"} if method == "ebm" else {"vae", "revised"}), method
+        assert paths.checkpoint("digits", method, 1).is_file() and not paths.checkpoint("digits", method, 0).exists()
+    ckpt = torch.load(paths.checkpoint("digits", "coopnets", 1), weights_only=True)
+    assert set(ckpt["models"]) == {"ebm", "decoder"}  # CoopNets: no encoder
+    assert set(torch.load(paths.checkpoint("digits", "ebm", 1), weights_only=True)["models"]) == {"ebm"}
