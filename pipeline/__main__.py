@@ -48,8 +48,9 @@ Not stages: `python -m pipeline bench [--help]` times training, sampling and Inc
 `python -m pipeline parity [--help]` checks our training step against the official TF code's
 recorded values (exit 1 when a quantity is out of tolerance).
 
-Usually run through `snakemake --cores all digits` (embedded, offline), `snakemake --cores all`
-(the full reproduction) or `dvc repro`, not by hand.
+Usually run through `snakemake --cores all digits` (embedded, offline: CI's runs), `snakemake --cores
+all digits_all` (every digits method x seed), `snakemake --cores all` (the full reproduction) or
+`dvc repro`, not by hand.
 """
 
 
