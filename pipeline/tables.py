@@ -116,7 +116,8 @@ def experiments_table(dataset: str, seeds: list[int]) -> Table | None:
     header = ["images", "completion: MSE on the hidden half", *(["completion: classifier accuracy"] if acc else []),
               "reconstruction: MSE"]
     body = []
-    for label, ck, rk in (("masked input (hidden half = 0)", "masked", None), ("VAE alone", "vae", "vae"),
+    masked = f"masked input (hidden half = {comp[0]['fill']:g})"
+    for label, ck, rk in ((masked, "masked", None), ("VAE alone", "vae", "vae"),
                           (f"VAE + Langevin ({comp[0]['langevin_steps']} steps)", "completed", "refined")):
         row = [label, mean_std([c[f"mse_hidden_{ck}"] for c in comp], 4)]
         if acc:

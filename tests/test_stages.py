@@ -104,7 +104,7 @@ def _experiments(tmp_path, seed, mse):
                                          "accuracy_completed": 0.8, "accuracy_truth": 1.0}),
                          ("reconstruction", {"mse_vae": mse + 0.2, "mse_refined": mse + 0.1})):
         write_text(tmp_path / paths.experiment("digits", "coopvaebm", seed, name, "json"),
-                   json.dumps({"n_images": 540, "langevin_steps": 15, **values}))
+                   json.dumps({"n_images": 540, "langevin_steps": 15, "fill": 0.0, **values}))
 
 
 def test_tables_markdown_and_latex(tmp_path, monkeypatch):
@@ -119,6 +119,7 @@ def test_tables_markdown_and_latex(tmp_path, monkeypatch):
     assert "| coopvaebm | 2 | 4.00 ± 1.41 | 8.50 ± 0.71 | 10.00 ± 0.00 | s0 5.00, s1 3.00 |" in md
     assert "| vae | 2 | — | 6.50 ± 0.71 |" in md and "floor" in md
     assert "| VAE + Langevin (15 steps) | 0.2500 ± 0.0707 | 0.800 ± 0.000 | 0.3500 ± 0.0707 |" in md
+    assert "| masked input (hidden half = 0) | 0.5000 ± 0.0000 | 0.400 ± 0.000 | — |" in md
     tex = (tmp_path / paths.table("digits", "tex")).read_text()
     assert r"\begin{tabular}" in tex and r"coopvaebm & 2 & 4.00 $\pm$ 1.41" in tex
     tables(PARAMS, "digits", "ci")  # seed 0 only: one value, no ±
