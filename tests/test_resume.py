@@ -276,7 +276,7 @@ def test_snakemake_rerun_incomplete_resumes(tmp_path, whole_run):
     killed_at = kill_when_saved(start(["snakemake", "--cores", "1", target], root), root / STATE, 10)
     tool(["snakemake", "--cores", "1", "--unlock"], root)  # a killed Snakemake leaves its lock behind
     out = tool(["snakemake", "--cores", "1", "--rerun-incomplete", target], root)
-    log = (root / "logs/digits/coopvaebm/train.log").read_text()
+    log = (root / "logs/digits/coopvaebm/seed0/train.log").read_text()
     resumed = int(log.split("resumed from iteration ")[1].split()[0])
     assert 10 <= killed_at <= resumed, out[-2000:]
     assert (root / CKPT).read_bytes() == whole_run.read_bytes()
@@ -288,7 +288,7 @@ def test_dvc_repro_resumes(tmp_path, whole_run):
     stage = "train@digits-coopvaebm-0"
     killed_at = kill_when_saved(start(["dvc", "repro", stage], root), root / STATE, 10)
     out = tool(["dvc", "repro", stage], root)
-    log = (root / "logs/digits/coopvaebm/train.log").read_text()
+    log = (root / "logs/digits/coopvaebm/seed0/train.log").read_text()
     resumed = int(log.split("resumed from iteration ")[1].split()[0])
     assert 10 <= killed_at <= resumed, out[-2000:]
     assert (root / CKPT).read_bytes() == whole_run.read_bytes()
