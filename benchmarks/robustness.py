@@ -42,6 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline import paths  # noqa: E402
 from pipeline.atomic import write_json, write_text, write_with  # noqa: E402
 
 PERTURB = {
@@ -71,12 +72,12 @@ def _override(cfg: dict, dotted: str, value) -> None:
     cfg[last] = value
 
 
-def _pipeline(stages: list[tuple[str, ...]], work: Path, perturb: str) -> str | None:
-    """Run ``python -m pipeline <stage> --dataset digits [--method M]`` in ``work``; the error, if any."""
+def _pipeline(stages: list[tuple], work: Path, perturb: str) -> str | None:
+    """Run ``python -m pipeline <stage> --dataset digits [--method M --seed K]`` in ``work``; the error, if any."""
     env = {**os.environ, **PERTURB[perturb], "PIPELINE_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
-    for stage, *method in stages:
-        extra = ["--method", method[0]] if method else []
-        name = "-".join([stage, *method])
+    for stage, *run in stages:
+        extra = ["--method", run[0], "--seed", str(run[1])] if run else []
+        name = "-".join([stage, *map(str, run)])
         cmd = [sys.executable, "-m", "pipeline", stage, "--dataset", "digits", *extra, "--no-progress",
                "--log", f"logs/{name}.log"]
         r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
@@ -88,7 +89,7 @@ def _pipeline(stages: list[tuple[str, ...]], work: Path, perturb: str) -> str | 
 def _classifier(perturb: str, out: Path) -> tuple[Path, float]:
     """The feature classifier and the real-data floor, made under the perturbation (as another machine would)."""
     work = out / f"classifier-{perturb}"
-    metrics = work / "results" / "digits" / "real" / "metrics.json"
+    metrics = work / paths.metrics("digits", "real")
     if not metrics.exists():
         if work.exists():
             shutil.rmtree(work)
@@ -114,19 +115,19 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
     os.symlink(ROOT / "data" / "prepared", work / "data" / "prepared")
     os.symlink(clf, work / "models" / "digits" / "classifier.pt")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for m in METHODS:
-        params["datasets"]["digits"]["methods"][m]["seed"] = seed
+    for m in METHODS:  # the run's training seed must be one of the method's seeds
+        params["datasets"]["digits"]["methods"][m]["seeds"] = [seed]
     for k, v in sets:
         _override(params["datasets"]["digits"]["methods"]["coopvaebm"], k, v)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     t0 = time.perf_counter()
-    err = _pipeline([(stage, m) for m in methods for stage in ("train", "sample", "score")], work, perturb)
+    err = _pipeline([(stage, m, seed) for m in methods for stage in ("train", "sample", "score")], work, perturb)
     if err:
         row = {"seed": seed, "perturb": perturb, "error": err}
         write_json(done, row)
         return row
-    metrics = {m: json.loads((work / "results" / "digits" / m / "metrics.json").read_text()) for m in methods}
-    ckpt = work / "models" / "digits" / "coopvaebm.pt"
+    metrics = {m: json.loads((work / paths.metrics("digits", m, seed)).read_text()) for m in methods}
+    ckpt = work / paths.checkpoint("digits", "coopvaebm", seed)
     row = {"seed": seed, "perturb": perturb, "minutes": round((time.perf_counter() - t0) / 60, 2),
            "revised": metrics["coopvaebm"]["fd_digits"], "vae_own": metrics["coopvaebm"]["fd_digits_vae"],
            "vae_baseline": metrics["vae"]["fd_digits"] if "vae" in metrics else None, "floor": floor,
@@ -134,7 +135,7 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
     write_json(done, row)
     for d in ("models", "state"):  # keep the scores, not the 1-MB checkpoints and samples of every run
         shutil.rmtree(work / d, ignore_errors=True)
-    for f in (work / "results" / "digits").glob("*/samples.npz"):
+    for f in (work / "results" / "digits").glob("*/seed*/samples.npz"):
         f.unlink()
     return row
 
@@ -155,6 +156,11 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
+def _num(x: float | None) -> str:
+    """Two decimals, or — where a run has no such value (--skip-vae runs have no baseline)."""
+    return "—" if x is None else f"{x:.2f}"
+
+
 def _markdown(rows: list[dict], summary: dict) -> str:
     """The runs and their distribution as markdown (the README quotes it)."""
     ok = [r for r in rows if "error" not in r]
@@ -162,7 +168,7 @@ def _markdown(rows: list[dict], summary: dict) -> str:
              "| floor | checkpoint md5 |", "|---|---:|---:|---:|---:|---:|---|"]
     for r in ok:
         lines.append(f"| {r['perturb']} | {r['seed']} | {r['revised']:.2f} | {r['vae_own']:.2f} | "
-                     f"{r['vae_baseline']:.2f} | {r['floor']:.3f} | `{r['ckpt_md5']}` |")
+                     f"{_num(r['vae_baseline'])} | {r['floor']:.3f} | `{r['ckpt_md5']}` |")
     lines += ["", "| | mean ± std | min | median | max |", "|---|---|---|---|---|"]
     for k, label in (("revised", "coopvaebm (revised)"), ("vae_own", "coopvaebm (own VAE)"),
                      ("vae_baseline", "vae baseline"), ("floor", "real test split (floor)")):
@@ -172,8 +178,8 @@ def _markdown(rows: list[dict], summary: dict) -> str:
                          f"{d['max']:.2f} |")
     n = len(ok)
     lines += ["", f"Revision improves the VAE's own samples in {summary['revision_improves_vae']} of {n} runs "
-              f"(smallest margin {summary['margin_own_min']:.2f}); beats the vae baseline in "
-              f"{summary['beats_vae_baseline']} of {n} (smallest margin {summary['margin_baseline_min']:.2f})."]
+              f"(smallest margin {_num(summary['margin_own_min'])}); beats the vae baseline in "
+              f"{summary['beats_vae_baseline']} of {n} (smallest margin {_num(summary['margin_baseline_min'])})."]
     return "\n".join(lines) + "\n"
 
 

@@ -24,31 +24,54 @@ Stages, in order (each reads params.yaml and writes its outputs atomically):
   reference   data/reference/D.npz                Inception features of the real reference images
                                                   (paper datasets: cifar10, svhn, celeba)
   classifier  models/D/classifier.pt              domain feature extractor for fd_D / kid_D (digits)
-  train       models/D/M.pt + results/D/M/train/  train method M (coopvaebm or vae)
-  import-official models/cifar10/official.pt      the authors' TF checkpoint model.ckpt-3000 in our format
-  sample      results/D/M/samples.npz, .png       VAE sample (+ Langevin revision for coopvaebm)
-  score       results/D/M/metrics.json            FID/IS/KID (paper datasets) or fd_D/KID (digits)
+  train       models/D/M/seedK.pt + results/D/M/seedK/train/
+                                                  train method M with training seed K
+  import-official models/cifar10/official/seed0.pt the authors' TF checkpoint model.ckpt-3000 in our format
+  sample      results/D/M/seedK/samples.npz, .png proposals (+ Langevin revisions for the methods with an EBM)
+  score       results/D/M/seedK/metrics.json      FID/IS/KID (paper datasets) or fd_D/KID (digits)
   score-real  results/D/real/metrics.json         the floor: held-out real images, scored alike
-  tables      results/tables/D.md, D.tex          every method's metrics side by side
+  completion  results/D/M/seedK/completion.json, .png      bottom half hidden, completed (official inpaint)
+  reconstruction results/D/M/seedK/reconstruction.json, .png  encoder → decoder → Langevin (official recon)
+  interpolation  results/D/M/seedK/interpolation.png      paths between codes (official inter)
+  trajectory  results/D/M/seedK/trajectory.png    one Langevin chain step by step (official visual)
+  tables      results/tables/D.md, D.tex          every method: mean ± std over seeds, each seed; experiments
+                                                  (--scope ci: D-ci.md, the runs params.yaml ci.D names)
   paper-tables results/tables/paper.md, .tex      the paper's tables: paper's number, ours, difference
-  check       results/D/check.json                exit 1 when a metric crosses its threshold
+  check       results/D/check.json                exit 1 when a metric (mean over seeds) crosses its threshold
+                                                  (--scope ci: check-ci.json)
+
+Methods M: coopvaebm (the paper), coopvaebm-noise (its Langevin with the noise term), vae (the VAE
+alone), ebm (short-run EBM from uniform noise), coopnets (generator + EBM, no encoder), official
+(the authors' CIFAR-10 checkpoint, imported).
 
 Not stages: `python -m pipeline bench [--help]` times training, sampling and Inception features;
 `python -m pipeline parity [--help]` checks our training step against the official TF code's
 recorded values (exit 1 when a quantity is out of tolerance).
 
-Usually run through `snakemake --cores all digits` (embedded, offline), `snakemake --cores all`
-(the full reproduction) or `dvc repro`, not by hand.
+Usually run through `snakemake --cores all digits` (embedded, offline: CI's runs), `snakemake --cores
+all digits_all` (every digits method x seed), `snakemake --cores all` (the full reproduction) or
+`dvc repro`, not by hand.
 """
 
 
-def _common(p: argparse.ArgumentParser, dataset: bool = True, method: bool = False) -> None:
+METHOD_CHOICES = ["coopvaebm", "coopvaebm-noise", "vae", "ebm", "coopnets", "official"]
+EXPERIMENTS = ("completion", "reconstruction", "interpolation", "trajectory")
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True, method: bool = False, scope: bool = False) -> None:
     if dataset:
         p.add_argument("--dataset", required=True, help="dataset key in params.yaml (e.g. digits)")
     if method:
-        p.add_argument("--method", required=True, choices=["coopvaebm", "vae", "official"],
-                       help="coopvaebm: variational MCMC teaching; vae: the VAE trained alone on data; "
-                       "official: the authors' released CIFAR-10 checkpoint (import-official)")
+        p.add_argument("--method", required=True, choices=METHOD_CHOICES,
+                       help="coopvaebm: variational MCMC teaching; coopvaebm-noise: the same with the Langevin noise "
+                       "term; vae: the VAE trained alone on data; ebm: short-run EBM from noise; coopnets: CoopNets "
+                       "(no encoder); official: the authors' released CIFAR-10 checkpoint (import-official)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="training seed of the run, one of the method's seeds in params.yaml (default: 0)")
+    if scope:
+        p.add_argument("--scope", choices=["all", "ci"], default="all",
+                       help="all: every method x seed in params.yaml; ci: the runs params.yaml ci.<dataset> names "
+                       "(make reproduce), written to <name>-ci.* (default: %(default)s)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS), help="hyperparameter file (default: %(default)s)")
     p.add_argument("--log", help="also write this stage's log to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also when stderr is not a TTY "
@@ -66,16 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         _common(p, method=True)
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p = sub.add_parser("import-official", help="the authors' CIFAR-10 TF checkpoint → models/cifar10/official.pt")
+    p = sub.add_parser("import-official", help="the authors' CIFAR-10 TF checkpoint → models/cifar10/official/seed0.pt")
     _common(p, dataset=False)
     p.add_argument("--checkpoint", help="TF checkpoint prefix, e.g. DIR/model.ckpt-3000 (default: params.yaml "
                    "datasets.cifar10.methods.official.checkpoint)")
     _common(sub.add_parser("score", help="score a method's samples"), method=True)
     _common(sub.add_parser("score-real", help="score the held-out real images (the floor)"))
-    _common(sub.add_parser("tables", help="write results/tables/D.md and D.tex"))
+    for name, helptext in (("completion", "complete test images' hidden bottom half (official inpaint)"),
+                           ("reconstruction", "encoder → decoder → Langevin refinement of test images (official recon)"),
+                           ("interpolation", "linear paths between codes, decoded and revised (official inter)"),
+                           ("trajectory", "one PNG strip of Langevin chains step by step (official visual)")):
+        p = sub.add_parser(name, help=helptext)
+        _common(p, method=True)
+        p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    _common(sub.add_parser("tables", help="write results/tables/D.md and D.tex"), scope=True)
     _common(sub.add_parser("paper-tables", help="write results/tables/paper.md and .tex (paper vs ours)"),
             dataset=False)
-    _common(sub.add_parser("check", help="compare metrics with params.yaml thresholds; exit 1 if crossed"))
+    _common(sub.add_parser("check", help="compare metrics (mean over seeds) with params.yaml thresholds; exit 1 if "
+                           "crossed"), scope=True)
     sub.add_parser("bench", help="speed benchmark (not a stage; see python -m pipeline bench --help)",
                    add_help=False)
     sub.add_parser("parity", help="our training step against the official code's recorded values (not a stage; "
@@ -158,23 +189,25 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "classifier":
             stages.classifier(params, args.dataset, progress)
         elif args.stage == "train":
-            stages.train(params, args.dataset, args.method, args.device, progress)
+            stages.train(params, args.dataset, args.method, args.seed, args.device, progress)
         elif args.stage == "import-official":
             from pipeline.official import import_official
 
             import_official(params, args.checkpoint)
         elif args.stage == "sample":
-            stages.sample(params, args.dataset, args.method, args.device, progress)
+            stages.sample(params, args.dataset, args.method, args.seed, args.device, progress)
         elif args.stage == "score":
-            stages.score(params, args.dataset, args.method, progress)
+            stages.score(params, args.dataset, args.method, args.seed, progress)
+        elif args.stage in EXPERIMENTS:
+            getattr(stages, args.stage)(params, args.dataset, args.method, args.seed, args.device, progress)
         elif args.stage == "score-real":
             stages.score_real(params, args.dataset, progress)
         elif args.stage == "tables":
-            tables.tables(params, args.dataset)
+            tables.tables(params, args.dataset, args.scope)
         elif args.stage == "paper-tables":
-            tables.write_paper_tables()
+            tables.write_paper_tables(params)
         elif args.stage == "check":
-            for r in check.check(params, args.dataset):
+            for r in check.check(params, args.dataset, args.scope):
                 log.info("ok  %s", r["rule"])
     except Exception as exc:  # one clear paragraph, not a traceback, for every expected failure
         if os.environ.get("PIPELINE_TRACEBACK"):

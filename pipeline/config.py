@@ -73,3 +73,25 @@ def method_cfg(params: dict, dataset: str, method: str) -> dict:
         raise ConfigError(f"method '{method}' is not configured for dataset '{dataset}' in params.yaml "
                           f"(configured: {', '.join(methods)})")
     return methods[method]
+
+
+def runs(params: dict, dataset: str, scope: str = "all") -> dict[str, list[int]]:
+    """{method: seeds} that a dataset's tables and check cover.
+
+    ``all``: every method trained here (not the imported ``official``) with its ``seeds``; ``ci``: the
+    methods and seeds ``ci.<dataset>`` names (what ``make reproduce`` runs), each limited to the seeds
+    the method has.
+    """
+    methods = {m: list(c.get("seeds", [0])) for m, c in dataset_cfg(params, dataset)["methods"].items()
+               if m != "official"}
+    if scope == "all":
+        return methods
+    if scope != "ci":
+        raise ConfigError(f"unknown scope {scope!r} (all or ci)")
+    ci = params.get("ci", {}).get(dataset)
+    if ci is None:
+        raise ConfigError(f"params.yaml has no ci.{dataset}: the ci scope of {dataset} names no runs")
+    unknown = [m for m in ci["methods"] if m not in methods]
+    if unknown:
+        raise ConfigError(f"ci.{dataset}.methods names {unknown}, not configured for {dataset}")
+    return {m: [s for s in methods[m] if s in ci["seeds"]] for m in ci["methods"]}

@@ -94,3 +94,12 @@ def load_classifier(path: str | Path) -> Classifier:
         raise RuntimeError(f"{path} is not a feature-classifier checkpoint of this pipeline ({exc}). {fix}") from exc
     model.eval().requires_grad_(False)
     return model
+
+
+def predict(model: Classifier, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Predicted class of each uint8 N×H×W×C image (the classifier's argmax)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            out.append(model(_nchw(images[i:i + batch_size])).argmax(1).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.int64)

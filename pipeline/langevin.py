@@ -55,13 +55,25 @@ def revise(
     noise: bool = False,
     generator: torch.Generator | None = None,
     grads: list[torch.Tensor] | None = None,
+    keep: torch.Tensor | None = None,
+    trajectory: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run ``steps`` Langevin steps on the EBM from ``x``; return the revised batch (detached).
 
     ``grads``, when given, receives the EBM gradient of every step (for the parity check).
+    ``keep`` (bool, broadcastable to ``x``): those pixels are put back to their values in the starting
+    ``x`` after every step (the official ``inpaint``: the visible part is clamped), by selection, so
+    they stay bit-exact. ``trajectory``, when given, receives x before the first step and after each.
     """
+    start = x
+    if trajectory is not None:
+        trajectory.append(x.detach())
     with frozen(ebm):
         for _ in range(steps):
             eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if noise else None
             x = langevin_step(ebm, x, step_size, ref_sigma, eps, grads)
+            if keep is not None:
+                x = torch.where(keep, start, x)
+            if trajectory is not None:
+                trajectory.append(x)
     return x

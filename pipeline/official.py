@@ -42,7 +42,7 @@ def ignored(name: str) -> bool:
 
 
 def import_official(params: dict, checkpoint: str | Path | None = None, out: Path | None = None) -> list[str]:
-    """Write ``models/cifar10/official.pt`` from the TF checkpoint prefix; return the ignored variable names.
+    """Write ``models/cifar10/official/seed0.pt`` from the TF checkpoint prefix; return the ignored variable names.
 
     Refuses (ValueError, naming them) variables that are neither mapped nor known to be ignorable,
     and shapes that do not match our nets; a missing file raises FileNotFoundError with where to get it.
@@ -71,5 +71,5 @@ def import_official(params: dict, checkpoint: str | Path | None = None, out: Pat
         log.info("ignored %s %s", name, tuple(tensors[name].shape))
     log.info("mapped %d trainable tensors; ignored %d (Adam slots/accumulators, batch-norm moving statistics, "
              "global step)", len(weights), len(skipped))
-    save_checkpoint(out or paths.checkpoint(DATASET, METHOD), DATASET, METHOD, arch, models, step)
+    save_checkpoint(out or paths.checkpoint(DATASET, METHOD, 0), DATASET, METHOD, arch, models, step)
     return skipped

@@ -1,6 +1,6 @@
 """Crash-safe, resumable training: the state file of one run, its config fingerprint, the RNG states.
 
-Where: ``state/<dataset>/<method>/train_state.pt`` (``paths.train_state``). Not a declared output on
+Where: ``state/<dataset>/<method>/seed<k>/train_state.pt`` (``paths.train_state``). Not a declared output on
 purpose: Snakemake (``--rerun-incomplete``) and DVC (``dvc repro``, no ``persist``) delete a stage's
 declared outputs before rerunning it, which would throw the rolling state away exactly when it is
 needed. ``/state/`` is git-ignored and neither tool knows about it.

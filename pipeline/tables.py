@@ -1,16 +1,19 @@
-"""Tables, markdown and LaTeX: each dataset's metrics with the real-data floor, and the paper's
-image-generation tables with the paper's number, ours and the difference side by side."""
+"""Tables, markdown and LaTeX: each dataset's metrics with the real-data floor (mean ± std over seeds and
+each seed's value), the experiments (completion, reconstruction), and the paper's image-generation tables
+with the paper's number, ours and the difference side by side, plus peers' published numbers as context."""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import yaml
 
 from pipeline import paths
 from pipeline.atomic import write_text
+from pipeline.config import runs
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 EMBEDDED = ("digits",)
@@ -23,67 +26,145 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _load(dataset: str, method: str) -> dict:
-    return json.loads(Path(paths.metrics(dataset, method)).read_text())
+def _load(dataset: str, method: str, seed: int | None = None) -> dict:
+    return json.loads(Path(paths.metrics(dataset, method, seed)).read_text())
+
+
+def _seeded(dataset: str, method: str, seeds: list[int]) -> dict[int, dict]:
+    """{seed: metrics} of a method's runs; every one must exist (the workflows make them first)."""
+    return {s: _load(dataset, method, s) for s in seeds}
+
+
+def mean_std(values: list[float], digits: int = 2, scale: float = 1.0) -> str:
+    """``mean ± std`` (sample standard deviation, n − 1) over seeds; one value alone: the value, no ± (n = 1)."""
+    vals = [v * scale for v in values]
+    if not vals:
+        return "—"
+    if len(vals) == 1:
+        return _fmt(vals[0], digits)
+    return f"{_fmt(statistics.mean(vals), digits)} ± {_fmt(statistics.stdev(vals), digits)}"
+
+
+def per_seed(values: dict[int, float], digits: int = 2) -> str:
+    """Each seed's value: ``s0 4.12, s1 3.98``."""
+    return ", ".join(f"s{k} {_fmt(v, digits)}" for k, v in values.items())
 
 
 def _counts(m: dict) -> str:
     return f"{m['n_samples']} / {m['n_reference']} ({m['reference']})"
 
 
-def embedded_rows(dataset: str, methods: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """digits: fd/KID on the classifier's features, one row per method and the floor."""
-    header = ["method", f"fd_{dataset} (Langevin-revised)", f"fd_{dataset} (VAE sample only)",
-              "KID ×10³ (final samples)", "samples / reference"]
+def embedded_rows(dataset: str, seeds: dict[str, list[int]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """digits: fd/KID on the classifier's features, one row per method (mean ± std over its seeds) and the floor."""
+    header = ["method", "seeds", f"fd_{dataset} (Langevin-revised)", f"fd_{dataset} (proposal only: VAE / generator)",
+              "KID ×10³ (final samples)", f"fd_{dataset} per seed (final samples)", "samples / reference"]
     out = []
-    for method in [*methods, "real"]:
-        m = _load(dataset, method)
-        kid = f"{_fmt(m[f'kid_{dataset}'] * 1e3)} ± {_fmt(m[f'kid_{dataset}_std'] * 1e3)}"
-        if method == "real":
-            out.append(("real data, test split (floor)", _fmt(m[f"fd_{dataset}"]), "—", kid, _counts(m)))
-        elif method == "coopvaebm":
-            out.append((method, _fmt(m[f"fd_{dataset}"]), _fmt(m[f"fd_{dataset}_vae"]), kid, _counts(m)))
-        else:
-            out.append((method, "—", _fmt(m[f"fd_{dataset}_vae"]), kid, _counts(m)))
+    fd, kid = f"fd_{dataset}", f"kid_{dataset}"
+    for method, ss in seeds.items():
+        ms = _seeded(dataset, method, ss)
+        finals = {s: m[fd] for s, m in ms.items()}
+        if method == "vae":  # the VAE alone: its samples are proposals, nothing is revised
+            revised, proposal = "—", mean_std(list(finals.values()))
+        else:  # the short-run EBM has no proposal (chains from noise): no fd_<dataset>_vae
+            revised = mean_std(list(finals.values()))
+            proposal = mean_std([m[f"{fd}_vae"] for m in ms.values() if f"{fd}_vae" in m])
+        out.append((method, str(len(ss)), revised, proposal, mean_std([m[kid] for m in ms.values()], scale=1e3),
+                    per_seed(finals), _counts(next(iter(ms.values())))))
+    m = _load(dataset, "real")
+    out.append(("real data, test split (floor)", "—", _fmt(m[fd]), "—",
+                f"{_fmt(m[kid] * 1e3)} ± {_fmt(m[f'{kid}_std'] * 1e3)}", "—", _counts(m)))
     return header, out
 
 
-def inception_rows(dataset: str, methods: list[str]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """Paper datasets: torch-fidelity FID/IS/KID and clean-fid FID, one row per method and the floor."""
-    header = ["method", "FID (Langevin-revised)", "FID (VAE sample only)", "Inception Score", "KID ×10³",
-              "clean-FID (clean)", "clean-FID (legacy TF)", "samples / reference"]
+def inception_rows(dataset: str, seeds: dict[str, list[int]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Paper datasets: torch-fidelity FID/IS/KID and clean-fid FID, one row per method (mean ± std over seeds)
+    and the floor."""
+    header = ["method", "seeds", "FID (Langevin-revised)", "FID (proposal only)", "Inception Score", "KID ×10³",
+              "clean-FID (clean)", "clean-FID (legacy TF)", "FID per seed", "samples / reference"]
     out = []
-    for method in [*methods, "real"]:
-        m = _load(dataset, method)
-        name = {"real": "real data, test split (floor)"}.get(method, method)
-        revised = _fmt(m["fid"]) if method != "vae" else "—"
-        vae_only = _fmt(m["fid_vae"]) if method != "real" else "—"
-        out.append((name, revised, vae_only, f"{_fmt(m['inception_score'])} ± {_fmt(m['inception_score_std'])}",
-                    f"{_fmt(m['kid'] * 1e3)} ± {_fmt(m['kid_std'] * 1e3)}", _fmt(m["fid_cleanfid_clean"]),
-                    _fmt(m["fid_cleanfid_legacy_tensorflow"]), _counts(m)))
+    for method, ss in seeds.items():
+        ms = list(_seeded(dataset, method, ss).values())
+        col = lambda k, scale=1.0: mean_std([m[k] for m in ms if k in m], scale=scale)  # noqa: E731
+        revised = method != "vae"
+        out.append((method, str(len(ss)), col("fid") if revised else "—", col("fid_vae"), col("inception_score"),
+                    col("kid", 1e3), col("fid_cleanfid_clean"), col("fid_cleanfid_legacy_tensorflow"),
+                    per_seed({s: m["fid"] for s, m in zip(ss, ms)}), _counts(ms[0])))
+    m = _load(dataset, "real")
+    out.append(("real data, test split (floor)", "—", _fmt(m["fid"]), "—",
+                f"{_fmt(m['inception_score'])} ± {_fmt(m['inception_score_std'])}",
+                f"{_fmt(m['kid'] * 1e3)} ± {_fmt(m['kid_std'] * 1e3)}", _fmt(m["fid_cleanfid_clean"]),
+                _fmt(m["fid_cleanfid_legacy_tensorflow"]), "—", _counts(m)))
     return header, out
 
 
-def dataset_table(params: dict, dataset: str) -> Table:
-    """One dataset's table: every configured method and the real-data floor."""
-    # the methods trained here; the authors' imported checkpoint (official) is in the paper table
-    methods = [m for m in params["datasets"][dataset]["methods"] if m != "official"]
+# The method whose runs the experiments use (Snakefile/dvc.yaml plan them for it).
+EXPERIMENT_METHOD = "coopvaebm"
+
+
+def experiments_table(dataset: str, seeds: list[int]) -> Table | None:
+    """Completion (hidden-half MSE, classifier accuracy) and reconstruction (MSE), mean ± std over seeds.
+
+    None when the runs have no experiment results (a scope without coopvaebm).
+    """
+    if not seeds:
+        return None
+    comp = [json.loads(Path(paths.experiment(dataset, EXPERIMENT_METHOD, s, "completion", "json")).read_text())
+            for s in seeds]
+    rec = [json.loads(Path(paths.experiment(dataset, EXPERIMENT_METHOD, s, "reconstruction", "json")).read_text())
+           for s in seeds]
+    acc = "accuracy_truth" in comp[0]
+    header = ["images", "completion: MSE on the hidden half", *(["completion: classifier accuracy"] if acc else []),
+              "reconstruction: MSE"]
+    body = []
+    masked = f"masked input (hidden half = {comp[0]['fill']:g})"
+    for label, ck, rk in ((masked, "masked", None), ("VAE alone", "vae", "vae"),
+                          (f"VAE + Langevin ({comp[0]['langevin_steps']} steps)", "completed", "refined")):
+        row = [label, mean_std([c[f"mse_hidden_{ck}"] for c in comp], 4)]
+        if acc:
+            row.append(mean_std([c[f"accuracy_{ck}"] for c in comp], 3))
+        row.append(mean_std([r[f"mse_{rk}"] for r in rec], 4) if rk else "—")
+        body.append(tuple(row))
+    if acc:
+        body.append(("real test images (truth)", "0", mean_std([c["accuracy_truth"] for c in comp], 3), "0"))
+    title = (f"{dataset}: completion (bottom half hidden) and reconstruction by {EXPERIMENT_METHOD}, "
+             f"mean ± std over seeds {', '.join(map(str, seeds))}")
+    note = (f"First {comp[0]['n_images']} test images; per-pixel MSE in [−1, 1]; the VAE codes are the encoder's "
+            "means. Completion keeps the visible half of each image; accuracy: the digits classifier's on the "
+            f"completed images. Generated by `python -m pipeline tables --dataset {dataset}`.")
+    return f"{dataset}_experiments", title, header, body, note
+
+
+def dataset_table(params: dict, dataset: str, scope: str = "all") -> Table:
+    """One dataset's table: every method of the scope (mean ± std over its seeds) and the real-data floor."""
+    seeds = runs(params, dataset, scope)
     if dataset in EMBEDDED:
-        header, body = embedded_rows(dataset, methods)
+        header, body = embedded_rows(dataset, seeds)
         title = f"{dataset}: Fréchet distance and KID on the {dataset} classifier's features (lower is better)"
         note = (f"Not FID: the features are those of a small classifier trained on the {dataset} training split "
                 "(Inception does not fit these images).")
     else:
-        header, body = inception_rows(dataset, methods)
+        header, body = inception_rows(dataset, seeds)
         title = f"{dataset}: FID, Inception Score and KID (Inception-v3 features)"
         note = ("FID, IS and KID by torch-fidelity (TF-compatible Inception, the paper-era numbers); clean-FID by "
                 "clean-fid in its `clean` and `legacy_tensorflow` modes. Samples clipped to [−1, 1], mapped to uint8.")
-    return dataset, title, header, body, note + f" Generated by `python -m pipeline tables --dataset {dataset}`."
+    note += (" Mean ± sample standard deviation over the training seeds (one value: one seed). ebm: chains from "
+             "uniform noise, no proposal; coopnets: the proposal is its generator's.")
+    flag = "" if scope == "all" else f" --scope {scope}"
+    return dataset, title, header, body, note + f" Generated by `python -m pipeline tables --dataset {dataset}{flag}`."
 
 
 def load_paper_numbers(path: Path = PAPER_NUMBERS) -> list[dict]:
     """The paper's cells; a value without a source is refused (no number from memory)."""
-    tables = yaml.safe_load(path.read_text())["tables"]
+    return load_paper_numbers_doc(path)["tables"]
+
+
+def load_paper_numbers_doc(path: Path = PAPER_NUMBERS) -> dict:
+    """The whole file: the paper's ``tables`` and the peers' ``context``; every value needs a source."""
+    doc = yaml.safe_load(path.read_text())
+    tables = doc["tables"]
+    ctx = doc.get("context")
+    if ctx is not None and not ctx.get("source"):
+        raise ValueError(f"{path}: context has values but no source")
     for t in tables:
         for c in t["cells"]:
             missing = {"dataset", "method", "metric", "value"} - set(c)
@@ -91,32 +172,43 @@ def load_paper_numbers(path: Path = PAPER_NUMBERS) -> list[dict]:
                 raise ValueError(f"{path}: cell {c} lacks {sorted(missing)}")
             if c["value"] is not None and not c.get("source"):
                 raise ValueError(f"{path}: cell {c['dataset']}/{c['method']}/{c['metric']} has a value but no source")
-    return tables
+    return doc
 
 
-def _ours(cell: dict) -> tuple[float | None, str, str]:
-    """(value, shown text, protocol) of our number for one paper cell, or why there is none."""
-    path = paths.metrics(cell["dataset"], cell["method"])
-    if not Path(path).exists():
-        return None, f"not run ({path} absent: see README, Full reproduction)", "—"
-    m = json.loads(Path(path).read_text())
-    # coopvaebm and the authors' checkpoint: the Langevin-revised samples; vae: the VAE's own samples
-    key = cell["metric"] if cell["method"] in ("coopvaebm", "official") else f"{cell['metric']}_vae"
-    if key not in m:
-        return None, f"not run ({path} has no '{key}')", "—"
-    value = float(m[key])
-    protocol = f"{m['n_samples']} samples vs {m['n_reference']} {m['reference']}, {m.get('implementation', '?')}"
-    return value, _fmt(value), protocol
+def _ours(params: dict, dataset: str, method: str, metric: str) -> tuple[float | None, str, str]:
+    """(value, shown text, protocol) of our number, the mean over the method's seeds present, or why there is none."""
+    if dataset not in params["datasets"] or method not in params["datasets"][dataset]["methods"]:
+        return None, "not configured here", "—"
+    seeds = params["datasets"][dataset]["methods"][method].get("seeds", [0])
+    found = [paths.metrics(dataset, method, s) for s in seeds if Path(paths.metrics(dataset, method, s)).exists()]
+    if not found:
+        return None, f"not run ({paths.metrics(dataset, method, seeds[0])} absent: see README, Full reproduction)", "—"
+    ms = [json.loads(Path(f).read_text()) for f in found]
+    # the Langevin-revised samples, except for the VAE alone: its own samples
+    key = f"{metric}_vae" if method == "vae" else metric
+    if key not in ms[0]:
+        return None, f"not run ({found[0]} has no '{key}')", "—"
+    values = [float(m[key]) for m in ms]
+    m = ms[0]
+    protocol = (f"{m['n_samples']} samples vs {m['n_reference']} {m['reference']}, {m.get('implementation', '?')}; "
+                f"{len(values)} seed(s)")
+    return statistics.mean(values), mean_std(values), protocol
 
 
-def paper_tables() -> list[Table]:
-    """The paper's image-generation tables: paper's number, ours, difference (ours − paper)."""
+# Baselines trained here on the paper's datasets: their rows show our numbers ("not run" until run).
+BASELINES = ("coopvaebm-noise", "coopnets", "ebm")
+
+
+def paper_tables(params: dict) -> list[Table]:
+    """The paper's image-generation tables (paper's number, ours, difference), our baselines on the paper's
+    datasets, and peers' published numbers as context (not the CoopVAEBM paper's own)."""
     header = ["dataset", "method", "metric", "paper", "ours", "ours − paper", "our protocol"]
     out = []
-    for t in load_paper_numbers():
+    doc = load_paper_numbers_doc()
+    for t in doc["tables"]:
         body = []
         for c in t["cells"]:
-            ours, shown, protocol = _ours(c)
+            ours, shown, protocol = _ours(params, c["dataset"], c["method"], c["metric"])
             paper = "not recovered" if c["value"] is None else _fmt(float(c["value"]))
             diff = _fmt(ours - float(c["value"])) if ours is not None and c["value"] is not None else "—"
             body.append((c["dataset"], c.get("label", c["method"]), METRIC_NAMES.get(c["metric"], c["metric"]), paper,
@@ -127,6 +219,30 @@ def paper_tables() -> list[Table]:
                 "from any source available to us (pipeline/paper_numbers.yaml). FID is comparable only at the same "
                 "sample count and reference set. Generated by `python -m pipeline paper-tables`.")
         out.append((t["name"], t["title"], header, body, note))
+    body = []
+    for dataset in ("cifar10", "svhn", "celeba"):
+        for method in BASELINES:
+            for metric in ("fid",):
+                _, shown, protocol = _ours(params, dataset, method, metric)
+                body.append((dataset, method, METRIC_NAMES[metric], shown, protocol))
+    out.append(("baselines", "Baselines trained here on the paper's datasets (ours, mean ± std over seeds)",
+                ["dataset", "method", "metric", "ours", "our protocol"], body,
+                "coopvaebm-noise: the paper's Langevin with its noise term; coopnets: CoopNets (no encoder); ebm: "
+                "short-run EBM from uniform noise. The CoopVAEBM paper's numbers for these are not recovered. "
+                "Generated by `python -m pipeline paper-tables`."))
+    ctx = doc["context"]
+    body = []
+    for c in ctx["cells"]:
+        if c.get("ours"):
+            _, shown, _ = _ours(params, c["dataset"], c["ours"], c["metric"])
+            ours = f"{c['ours']}: {shown}"
+        else:
+            ours = "no counterpart here"
+        body.append((c["dataset"], c["model"], METRIC_NAMES.get(c["metric"], c["metric"]), _fmt(float(c["value"])),
+                     ours))
+    out.append(("context", ctx["title"], ["dataset", "model (published)", "metric", "published", "ours (closest method)"],
+                body, "Context only, NOT the CoopVAEBM paper's numbers: " + " ".join(ctx["source"].split())
+                + ". Generated by `python -m pipeline paper-tables`."))
     return out
 
 
@@ -144,7 +260,8 @@ def _esc(s: str) -> str:
 
 def latex(table: Table) -> str:
     _, title, header, body, note = table
-    text_columns = {"dataset", "method", "metric", "our protocol"}
+    text_columns = {"dataset", "method", "metric", "our protocol", "images", "model (published)",
+                    "ours (closest method)", "seeds"}
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\small",
         r"\begin{tabular}{" + "".join("l" if h in text_columns else "r" for h in header) + "}",
@@ -159,13 +276,20 @@ def write(table: Table, stem: str) -> None:
     write_text(paths.table(stem, "tex"), latex(table))
 
 
-def tables(params: dict, dataset: str) -> None:
-    """Write results/tables/<dataset>.md and .tex."""
-    write(dataset_table(params, dataset), dataset)
+def tables(params: dict, dataset: str, scope: str = "all") -> None:
+    """Write results/tables/<dataset>.md and .tex (scope ``ci``: <dataset>-ci.*): the methods, then the experiments."""
+    ts = [dataset_table(params, dataset, scope)]
+    # the workflows run the experiments on the embedded dataset (Snakefile: experiments())
+    exp = experiments_table(dataset, runs(params, dataset, scope).get(EXPERIMENT_METHOD, [])) \
+        if dataset in EMBEDDED else None
+    if exp is not None:
+        ts.append(exp)
+    write_text(paths.table(dataset, "md", scope), "\n".join(markdown(t) for t in ts))
+    write_text(paths.table(dataset, "tex", scope), "\n".join(latex(t) for t in ts))
 
 
-def write_paper_tables() -> None:
+def write_paper_tables(params: dict) -> None:
     """Write results/tables/paper.md and .tex: every paper table, one after the other."""
-    ts = paper_tables()
+    ts = paper_tables(params)
     write_text(paths.table("paper", "md"), "\n".join(markdown(t) for t in ts))
     write_text(paths.table("paper", "tex"), "\n".join(latex(t) for t in ts))

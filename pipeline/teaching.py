@@ -1,4 +1,9 @@
-"""Variational MCMC teaching (the paper's algorithm) and the VAE-alone baseline.
+"""Variational MCMC teaching (the paper's algorithm) and the methods it is compared with.
+
+Every method is one step function in ``STEPS`` over the same nets, optimisers and loop (``train``):
+``coopvaebm`` (and ``coopvaebm-noise``, the same step with ``langevin.noise: true``), ``vae`` (the
+VAE trained alone on the data), ``ebm`` (short-run EBM: Langevin chains from uniform noise, no
+VAE) and ``coopnets`` (CoopNets' MCMC teaching: a generator without encoder, regressed on x̂).
 
 One ``teaching_step`` is the official ``train`` iteration:
   1. z ~ N(0, I) for n_chains chains; x̃ = g_α(z)
@@ -42,11 +47,25 @@ def lr_factor(epoch: int, decay: dict) -> float:
     return float(decay["rate"]) ** (epoch / float(decay["every_epochs"]))
 
 
+# The nets each method trains (``pipeline.stages.train`` builds all three from the seed, in the same
+# order for every method, and keeps these).
+NETS = {"coopvaebm": ("ebm", "encoder", "decoder"), "coopvaebm-noise": ("ebm", "encoder", "decoder"),
+        "vae": ("encoder", "decoder"), "ebm": ("ebm",), "coopnets": ("ebm", "decoder")}
+
+
 def make_trainer(method: str, models: dict[str, nn.Module], cfg: dict, device: torch.device) -> Trainer:
-    """Adam optimisers (official β1) and per-epoch exponential decay for ``method``'s nets."""
-    vae_params = [*models["encoder"].parameters(), *models["decoder"].parameters()]
-    optims = {"vae": make_adam(vae_params, cfg["vae_optim"])}
-    if method == "coopvaebm":
+    """Adam optimisers (official β1) and per-epoch exponential decay for ``method``'s nets.
+
+    ``vae``: encoder + decoder (``vae_optim``); ``gen``: the coopnets generator alone (``gen_optim``);
+    ``ebm``: the descriptor (``ebm_optim``).
+    """
+    optims = {}
+    if "encoder" in NETS[method]:
+        vae_params = [*models["encoder"].parameters(), *models["decoder"].parameters()]
+        optims["vae"] = make_adam(vae_params, cfg["vae_optim"])
+    elif "decoder" in NETS[method]:
+        optims["gen"] = make_adam(models["decoder"].parameters(), cfg["gen_optim"])
+    if "ebm" in NETS[method]:
         optims["ebm"] = make_adam(models["ebm"].parameters(), cfg["ebm_optim"])
     scheds = {
         k: torch.optim.lr_scheduler.LambdaLR(o, lambda e: lr_factor(e, cfg["lr_decay"])) for k, o in optims.items()
@@ -152,12 +171,7 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
         x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device, draws.get("z"))
         x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"], tr.generator,
                        grads=grads)
-        f_hat, f_data = ebm(x_hat).float(), ebm(x_data).float()
-    f_syn, f_obs = f_hat.mean(), f_data.mean()
-    loss_ebm = f_syn - f_obs
-    tr.optims["ebm"].zero_grad(set_to_none=True)
-    loss_ebm.backward()
-    tr.optims["ebm"].step()
+    f_hat, f_data, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
 
     with autocast(cfg, x_data.device):
         loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record)
@@ -172,12 +186,81 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
         revision = (x_hat - x_tilde).pow(2).flatten(1).sum(1).sqrt().mean()
     return {
         "loss_ebm": loss_ebm.detach(),
-        "energy_gap": (f_obs - f_syn).detach(),
+        "energy_gap": gap,
         "loss_vae": loss_vae.detach(),
         "vae_rec": rec.detach(),
         "vae_kl": kl.detach(),
         "revision_l2": revision,
     }
+
+
+def learn_ebm(tr: Trainer, cfg: dict, x_hat: torch.Tensor, x_data: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The descriptor's update, the same in every method with an EBM: minimise mean f(x̂) − mean f(x_data).
+
+    Returns (f(x̂), f(x_data)) per image and the detached loss and energy gap mean f(x_data) − mean f(x̂).
+    """
+    ebm = tr.models["ebm"]
+    with autocast(cfg, x_data.device):
+        f_hat, f_data = ebm(x_hat).float(), ebm(x_data).float()
+    f_syn, f_obs = f_hat.mean(), f_data.mean()
+    loss_ebm = f_syn - f_obs
+    tr.optims["ebm"].zero_grad(set_to_none=True)
+    loss_ebm.backward()
+    tr.optims["ebm"].step()
+    return f_hat, f_data, loss_ebm.detach(), (f_obs - f_syn).detach()
+
+
+def uniform_noise(n: int, shape: tuple[int, ...], init: dict, generator: torch.Generator,
+                  device: torch.device) -> torch.Tensor:
+    """Short-run EBM chain starts: x₀ ~ U[low, high]^(C×H×W) (Nijkamp et al. 2019 start from U[−1, 1])."""
+    low, high = float(init["low"]), float(init["high"])
+    return torch.rand((n, *shape), generator=generator, device=device) * (high - low) + low
+
+
+def ebm_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[str, torch.Tensor]:
+    """One iteration of the short-run EBM: chains from uniform noise, Langevin, the EBM update; no VAE.
+
+    x₀ ~ U[``noise_init``] (n_chains chains, fresh every iteration: non-persistent short run),
+    x̂ = ``train_steps`` Langevin steps on the EBM, then the same descriptor update as coopvaebm.
+    """
+    lv = cfg["langevin"]
+    x0 = uniform_noise(cfg["n_chains"], tuple(x_data.shape[1:]), cfg["noise_init"], tr.generator, x_data.device)
+    with autocast(cfg, x_data.device):
+        x_hat = revise(tr.models["ebm"], x0, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"],
+                       tr.generator)
+    _, _, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
+    with torch.no_grad():
+        revision = (x_hat - x0).pow(2).flatten(1).sum(1).sqrt().mean()
+    return {"loss_ebm": loss_ebm, "energy_gap": gap, "revision_l2": revision}
+
+
+def coopnets_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int,
+                  draws: dict | None = None) -> dict[str, torch.Tensor]:
+    """One iteration of CoopNets' MCMC teaching (Xie et al., AAAI 2018): no encoder.
+
+    z ~ N(0, I), x̃ = g(z), x̂ = Langevin revision of x̃, the descriptor update as coopvaebm, then the
+    generator regresses x̂ on the *same* z: minimise mean Σ_pixels (g(z) − x̂)². ``draws['z']`` may
+    replace the draw of z (tests).
+    """
+    draws = draws or {}
+    dec, lv = tr.models["decoder"], cfg["langevin"]
+    z = draws.get("z")
+    if z is None:
+        z = torch.randn(cfg["n_chains"], z_dim, generator=tr.generator, device=x_data.device)
+    with autocast(cfg, x_data.device):
+        x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device, z)
+        x_hat = revise(tr.models["ebm"], x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"],
+                       tr.generator)
+    _, _, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
+    with autocast(cfg, x_data.device):
+        loss_gen = (dec(z).float() - x_hat).pow(2).flatten(1).sum(dim=1).mean()
+    tr.optims["gen"].zero_grad(set_to_none=True)
+    loss_gen.backward()
+    tr.optims["gen"].step()
+    with torch.no_grad():
+        revision = (x_hat - x_tilde).pow(2).flatten(1).sum(1).sqrt().mean()
+    return {"loss_ebm": loss_ebm, "energy_gap": gap, "loss_gen": loss_gen.detach(), "revision_l2": revision}
 
 
 def vae_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[str, torch.Tensor]:
@@ -193,7 +276,11 @@ def vae_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[s
 
 STEPS: dict[str, Callable[[Trainer, torch.Tensor, dict, int], dict[str, torch.Tensor]]] = {
     "coopvaebm": teaching_step,
+    # the paper's text: Langevin dynamics with its noise term (params: langevin.noise true)
+    "coopvaebm-noise": teaching_step,
     "vae": vae_step,
+    "ebm": ebm_step,
+    "coopnets": coopnets_step,
 }
 
 
@@ -308,10 +395,11 @@ def train(
             if log_now or save_now:
                 values = _checked(pending, list(stats), max_gap, last_good)
             if log_now:
-                row = {"step": it + 1, "epoch": epoch, "lr_vae": tr.optims["vae"].param_groups[0]["lr"]}
+                lr_key = "vae" if "vae" in tr.optims else next(iter(tr.optims))  # the VAE's when there is one
+                row = {"step": it + 1, "epoch": epoch, f"lr_{lr_key}": tr.optims[lr_key].param_groups[0]["lr"]}
                 row.update(dict(zip(stats.keys(), values)))
                 curves.append(row)
-                bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_ebm", "loss_vae") if k in row})
+                bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss_ebm", "loss_vae", "loss_gen") if k in row})
             bar.update(1)
             if b == n_batches - 1:  # the epoch's schedule step comes before its state is saved
                 for s in tr.scheds.values():

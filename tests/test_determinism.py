@@ -13,8 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
-OUTPUTS = ["data/prepared/digits.npz", "models/digits/coopvaebm.pt", "results/digits/coopvaebm/samples.npz",
-           "results/digits/coopvaebm/metrics.json"]
+OUTPUTS = ["data/prepared/digits.npz", "models/digits/coopvaebm/seed0.pt", "results/digits/coopvaebm/seed0/samples.npz",
+           "results/digits/coopvaebm/seed0/metrics.json"]
 
 
 def tiny_params(root: Path) -> Path:
@@ -82,7 +82,7 @@ def test_dvc_push_then_pull_restores_data_and_models(tmp_path):
     root = tiny_copy(tmp_path / "repo")
     dvc(root, "repro", *DIGITS)
     before = files(root, "data", "models")
-    assert {"data/prepared/digits.npz", "models/digits/coopvaebm.pt", "models/digits/classifier.pt"} <= set(before)
+    assert {"data/prepared/digits.npz", "models/digits/coopvaebm/seed0.pt", "models/digits/classifier.pt"} <= set(before)
 
     dvc(root, "remote", "add", "-d", "local", str(tmp_path / "remote"))
     # The digits stages and what they depend on: the paper datasets' stages have no outputs here.

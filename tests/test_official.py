@@ -246,9 +246,9 @@ def test_sample_and_score_the_imported_checkpoint(ckpt_dir, tmp_path, weights_di
                   ["sample", "--dataset", "cifar10", "--method", "official"],
                   ["score", "--dataset", "cifar10", "--method", "official"], ["paper-tables"]):
         assert main([*stage, *args]) == 0, stage
-    with np.load(tmp_path / "results/cifar10/official/samples.npz") as z:
+    with np.load(tmp_path / "results/cifar10/official/seed0/samples.npz") as z:
         assert len(z["revised"]) == len(z["vae"]) == 12 and np.isfinite(z["revised"].astype(np.float64)).all()
-    m = json.loads((tmp_path / "results/cifar10/official/metrics.json").read_text())
+    m = json.loads((tmp_path / "results/cifar10/official/seed0/metrics.json").read_text())
     assert isinstance(m["fid"], float) and m["n_samples"] == 12
     paper = (tmp_path / "results/tables/paper.md").read_text()
     assert f"| cifar10 | authors' checkpoint, our evaluation | FID | 36.20 | {m['fid']:.2f} |" in paper

@@ -55,7 +55,7 @@ def test_cifar10_chain_offline(tmp_path, weights_dir, monkeypatch, checksums):
                                                                ["score", "--dataset", "cifar10", "--method", m])),
                   ["score-real", "--dataset", "cifar10"], ["tables", "--dataset", "cifar10"], ["paper-tables"]):
         assert main([*stage, *args]) == 0, stage
-    m = json.loads((tmp_path / "results/cifar10/coopvaebm/metrics.json").read_text())
+    m = json.loads((tmp_path / "results/cifar10/coopvaebm/seed0/metrics.json").read_text())
     for key in ("fid", "fid_vae", "inception_score", "inception_score_std", "kid", "kid_std", "fid_cleanfid_clean",
                 "fid_cleanfid_legacy_tensorflow", "inception_score_vae"):
         assert isinstance(m[key], float), key

@@ -24,8 +24,8 @@ from pipeline.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
-CKPT = paths.checkpoint("digits", "coopvaebm")
-STATE = paths.train_state("digits", "coopvaebm")
+CKPT = paths.checkpoint("digits", "coopvaebm", 0)
+STATE = paths.train_state("digits", "coopvaebm", 0)
 N_BATCHES = 19  # 1,257 digits training images // batch_size 64
 # Tiny CoopVAEBM: 3 epochs of 19 iterations, a resume state every 5 iterations.
 TINY = {"epochs": 3, "n_chains": 16, "log_every": 5, "checkpoint_every": 5}
@@ -118,7 +118,7 @@ def interrupt_at(monkeypatch, iteration: int) -> None:
 
 def train_in_process(which: str = "coopvaebm", **overrides: object) -> None:
     params = shrink(load_params("params.yaml"), which, **overrides)
-    stages.train(params, "digits", which, "cpu", progress=False)
+    stages.train(params, "digits", which, 0, "cpu", progress=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,8 +139,8 @@ def test_rng_state_roundtrip_draws_nothing():
                                                 ("vae", 5, 25)], ids=["mid-epoch", "epoch-end", "vae"])
 def test_resumed_run_is_bit_identical(workdir, monkeypatch, caplog, which, every, stop):
     """Interrupted right after the state at ``stop`` and rerun: the same weights and curves as one whole run."""
-    ckpt, state = paths.checkpoint("digits", which), paths.train_state("digits", which)
-    curves = paths.curves("digits", which)
+    ckpt, state = paths.checkpoint("digits", which, 0), paths.train_state("digits", which, 0)
+    curves = paths.curves("digits", which, 0)
     train_in_process(which, checkpoint_every=every)
     assert not state.parent.exists(), "a finished run must leave no state behind"
     whole, whole_curves = workdir / "whole.pt", curves.read_bytes()
@@ -187,7 +187,7 @@ def test_divergence_stops_with_the_last_good_state_and_no_outputs(workdir, monke
     assert "DivergenceError" in msg and "|energy_gap| = " in msg and "above max_energy_gap = 1e-06" in msg
     assert "at iteration 11 (epoch 0)" in msg
     assert "last good state (iteration 10) is kept in state/digits/coopvaebm/" in msg
-    assert not CKPT.exists() and not paths.curves("digits", "coopvaebm").exists()
+    assert not CKPT.exists() and not paths.curves("digits", "coopvaebm", 0).exists()
     assert torch.load(STATE, weights_only=True)["iteration"] == 10
 
 
@@ -199,7 +199,7 @@ def test_nonfinite_langevin_samples_stop_training(workdir):
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "training diverged: non-finite" in proc.stderr and "revision_l2 (the Langevin samples x̂)" in proc.stderr
     assert "at iteration 1 (epoch 0)" in proc.stderr and "No good state was saved before it" in proc.stderr
-    assert not CKPT.exists() and not paths.curves("digits", "coopvaebm").exists()
+    assert not CKPT.exists() and not paths.curves("digits", "coopvaebm", 0).exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_snakemake_rerun_incomplete_resumes(tmp_path, whole_run):
     killed_at = kill_when_saved(start(["snakemake", "--cores", "1", target], root), root / STATE, 10)
     tool(["snakemake", "--cores", "1", "--unlock"], root)  # a killed Snakemake leaves its lock behind
     out = tool(["snakemake", "--cores", "1", "--rerun-incomplete", target], root)
-    log = (root / "logs/digits/coopvaebm/train.log").read_text()
+    log = (root / "logs/digits/coopvaebm/seed0/train.log").read_text()
     resumed = int(log.split("resumed from iteration ")[1].split()[0])
     assert 10 <= killed_at <= resumed, out[-2000:]
     assert (root / CKPT).read_bytes() == whole_run.read_bytes()
@@ -285,10 +285,10 @@ def test_snakemake_rerun_incomplete_resumes(tmp_path, whole_run):
 @pytest.mark.slow
 def test_dvc_repro_resumes(tmp_path, whole_run):
     root = workflow_copy(tmp_path)
-    stage = "train@digits-coopvaebm"
+    stage = "train@digits-coopvaebm-0"
     killed_at = kill_when_saved(start(["dvc", "repro", stage], root), root / STATE, 10)
     out = tool(["dvc", "repro", stage], root)
-    log = (root / "logs/digits/coopvaebm/train.log").read_text()
+    log = (root / "logs/digits/coopvaebm/seed0/train.log").read_text()
     resumed = int(log.split("resumed from iteration ")[1].split()[0])
     assert 10 <= killed_at <= resumed, out[-2000:]
     assert (root / CKPT).read_bytes() == whole_run.read_bytes()

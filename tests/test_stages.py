@@ -1,5 +1,6 @@
 """Units of the stages: atomic writes, the sampler's uint8 mapping, checkpoints, check and tables."""
 
+import copy
 import json
 
 import numpy as np
@@ -47,11 +48,15 @@ def test_nets_shapes(size):
     assert mean.shape == logstd.shape == (4, 5)
 
 
-def _metrics(tmp_path, coop=(5.0, 9.0), vae=7.0):
+def _metrics(tmp_path, coop=(5.0, 9.0), vae=7.0, seed=0):
     for method, fd, fd_vae in (("coopvaebm", *coop), ("vae", vae, vae), ("real", 0.3, 0.3)):
-        write_text(tmp_path / paths.metrics("digits", method), json.dumps(
+        write_text(tmp_path / paths.metrics("digits", method, None if method == "real" else seed), json.dumps(
             {"fd_digits": fd, "fd_digits_vae": fd_vae, "kid_digits": 0.01, "kid_digits_std": 0.001,
              "n_samples": 540, "n_reference": 1257, "reference": "train"}))
+
+
+PARAMS = {"datasets": {"digits": {"methods": {"coopvaebm": {"seeds": [0, 1]}, "vae": {"seeds": [0, 1]}}}},
+          "ci": {"digits": {"methods": ["coopvaebm", "vae"], "seeds": [0]}}}
 
 
 RULES = [{"metric": "coopvaebm.n_samples", "min": 500},
@@ -62,7 +67,7 @@ RULES = [{"metric": "coopvaebm.n_samples", "min": 500},
 def test_check_passes_and_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _metrics(tmp_path)
-    results = check({"check": {"digits": RULES}}, "digits")
+    results = check({**PARAMS, "check": {"digits": RULES}}, "digits")
     assert all(r["ok"] for r in results)
     assert json.loads((tmp_path / paths.check_report("digits")).read_text())["checks"][1]["bound"] == 7.0
 
@@ -71,18 +76,55 @@ def test_check_fails_naming_the_metric_and_writes_no_report(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     _metrics(tmp_path, coop=(8.0, 9.0))
     with pytest.raises(ThresholdError, match=r"coopvaebm.fd_digits = 8 < vae.fd_digits = 7[\s\S]*fd_digits = 8 <= 6"):
-        check({"check": {"digits": RULES}}, "digits")
+        check({**PARAMS, "check": {"digits": RULES}}, "digits")
     assert not (tmp_path / paths.check_report("digits")).exists()
+
+
+def test_check_applies_thresholds_to_the_mean_over_seeds(tmp_path, monkeypatch):
+    """Seed 0 alone crosses fd <= 6 (8.0); with seed 1 (3.0) the mean 5.5 passes; the ci scope sees seed 0 only."""
+    monkeypatch.chdir(tmp_path)
+    _metrics(tmp_path, coop=(8.0, 9.0), vae=9.0, seed=0)
+    _metrics(tmp_path, coop=(3.0, 9.0), vae=9.0, seed=1)
+    rules = [{"metric": "coopvaebm.fd_digits", "max": 6.0}, {"metric": "ebm.fd_digits", "max": 1.0}]
+    params = {**copy.deepcopy(PARAMS), "check": {"digits": rules}}
+    params["datasets"]["digits"]["methods"]["ebm"] = {"seeds": [0]}
+    with pytest.raises(FileNotFoundError, match="ebm"):  # a method of the scope without results
+        check(params, "digits")
+    results = check({**PARAMS, "check": {"digits": rules[:1]}}, "digits")
+    assert results[0]["value"] == 5.5 and results[0]["seeds"] == {"0": 8.0, "1": 3.0}
+    with pytest.raises(ThresholdError, match="ci runs"):
+        check({**PARAMS, "check": {"digits": rules}}, "digits", "ci")  # the ebm rule: not in the ci scope
+    report = json.loads((tmp_path / paths.check_report("digits")).read_text())
+    assert report["scope"] == "all" and not (tmp_path / paths.check_report("digits", "ci")).exists()
+
+
+def _experiments(tmp_path, seed, mse):
+    for name, values in (("completion", {"mse_hidden_masked": 0.5, "mse_hidden_vae": mse + 0.1,
+                                         "mse_hidden_completed": mse, "accuracy_masked": 0.4, "accuracy_vae": 0.7,
+                                         "accuracy_completed": 0.8, "accuracy_truth": 1.0}),
+                         ("reconstruction", {"mse_vae": mse + 0.2, "mse_refined": mse + 0.1})):
+        write_text(tmp_path / paths.experiment("digits", "coopvaebm", seed, name, "json"),
+                   json.dumps({"n_images": 540, "langevin_steps": 15, "fill": 0.0, **values}))
 
 
 def test_tables_markdown_and_latex(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _metrics(tmp_path)
-    tables({"datasets": {"digits": {"methods": {"coopvaebm": {}, "vae": {}}}}}, "digits")
+    _metrics(tmp_path, seed=0)
+    _metrics(tmp_path, coop=(3.0, 8.0), vae=6.0, seed=1)
+    _experiments(tmp_path, 0, 0.2)
+    _experiments(tmp_path, 1, 0.3)
+    tables(PARAMS, "digits")
     md = (tmp_path / paths.table("digits", "md")).read_text()
-    assert "| coopvaebm | 5.00 | 9.00 |" in md and "| vae | — | 7.00 |" in md and "floor" in md
+    # mean ± sample std over seeds 0 and 1, and each seed's value
+    assert "| coopvaebm | 2 | 4.00 ± 1.41 | 8.50 ± 0.71 | 10.00 ± 0.00 | s0 5.00, s1 3.00 |" in md
+    assert "| vae | 2 | — | 6.50 ± 0.71 |" in md and "floor" in md
+    assert "| VAE + Langevin (15 steps) | 0.2500 ± 0.0707 | 0.800 ± 0.000 | 0.3500 ± 0.0707 |" in md
+    assert "| masked input (hidden half = 0) | 0.5000 ± 0.0000 | 0.400 ± 0.000 | — |" in md
     tex = (tmp_path / paths.table("digits", "tex")).read_text()
-    assert r"\begin{tabular}" in tex and r"coopvaebm & 5.00 & 9.00" in tex
+    assert r"\begin{tabular}" in tex and r"coopvaebm & 2 & 4.00 $\pm$ 1.41" in tex
+    tables(PARAMS, "digits", "ci")  # seed 0 only: one value, no ±
+    ci = (tmp_path / paths.table("digits", "md", "ci")).read_text()
+    assert "| coopvaebm | 1 | 5.00 | 9.00 |" in ci and "| VAE + Langevin (15 steps) | 0.2000 |" in ci
 
 
 def test_torch_checkpoint_is_byte_identical_across_writes(tmp_path):
@@ -99,7 +141,7 @@ def _tiny_checkpoint(tmp_path, nets):
     from pipeline.stages import save_checkpoint
 
     arch = {"channels": 1, "size": 16, **nets}
-    path = tmp_path / "coopvaebm.pt"
+    path = tmp_path / "seed0.pt"
     save_checkpoint(path, "digits", "coopvaebm", arch, build_models(1, 16, nets), iterations=1)
     return path, arch
 

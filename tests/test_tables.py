@@ -10,6 +10,10 @@ import yaml
 
 from pipeline import tables
 from pipeline.atomic import write_json
+from pipeline.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
 
 
 @pytest.fixture
@@ -28,24 +32,42 @@ def test_only_the_one_recovered_paper_number_is_filled():
 
 
 def test_paper_tables_without_results_say_not_run(in_tmp):
-    tables.write_paper_tables()
+    tables.write_paper_tables(PARAMS)
     md = (in_tmp / "results/tables/paper.md").read_text()
-    assert "| cifar10 | coopvaebm | FID | 36.20 | not run (results/cifar10/coopvaebm/metrics.json absent" in md
+    assert "| cifar10 | coopvaebm | FID | 36.20 | not run (results/cifar10/coopvaebm/seed0/metrics.json absent" in md
     assert "| svhn | coopvaebm | FID | not recovered | not run" in md
     assert "| cifar10 | coopvaebm | Inception Score | not recovered |" in md
     assert "CPMLA" in md
+    for dataset in ("cifar10", "svhn", "celeba"):  # every baseline, "not run" until run
+        for method in ("coopvaebm-noise", "coopnets", "ebm"):
+            assert f"| {dataset} | {method} | FID | not run (results/{dataset}/{method}/seed0/metrics.json" in md
     tex = (in_tmp / "results/tables/paper.tex").read_text()
-    assert tex.count(r"\begin{tabular}") == 2 and "36.20" in tex
+    assert tex.count(r"\begin{tabular}") == 4 and "36.20" in tex
+
+
+def test_peers_numbers_are_context_with_their_source(in_tmp):
+    """The four published peer FIDs, from CPMLA's Table 1, marked as not the CoopVAEBM paper's numbers."""
+    doc = tables.load_paper_numbers_doc()
+    values = {c["model"].split(" (")[0]: c["value"] for c in doc["context"]["cells"]}
+    assert values == {"short-run EBM": 44.50, "IGEBM": 38.20, "CoopFlow": 21.16, "VAE": 78.41}
+    assert "CPMLA paper, Table 1" in doc["context"]["source"]
+    write_json("results/cifar10/ebm/seed0/metrics.json", {
+        "fid": 50.0, "n_samples": 50000, "n_reference": 50000, "reference": "train"})
+    tables.write_paper_tables(PARAMS)
+    md = (in_tmp / "results/tables/paper.md").read_text()
+    assert "| cifar10 | short-run EBM (Nijkamp et al. 2019; EBM-SR) | FID | 44.50 | ebm: 50.00 |" in md
+    assert "| cifar10 | IGEBM (Du & Mordatch 2019) | FID | 38.20 | no counterpart here |" in md
+    assert "NOT the CoopVAEBM paper's numbers" in md
 
 
 def test_paper_tables_show_ours_and_the_difference(in_tmp):
-    write_json("results/cifar10/coopvaebm/metrics.json", {
+    write_json("results/cifar10/coopvaebm/seed0/metrics.json", {
         "fid": 40.5, "inception_score": 6.1, "n_samples": 50000, "n_reference": 50000, "reference": "train",
         "implementation": "torch-fidelity 0.4.0"})
-    write_json("results/cifar10/vae/metrics.json", {
+    write_json("results/cifar10/vae/seed0/metrics.json", {
         "fid_vae": 90.25, "inception_score_vae": 3.5, "n_samples": 50000, "n_reference": 50000,
         "reference": "train", "implementation": "torch-fidelity 0.4.0"})
-    tables.write_paper_tables()
+    tables.write_paper_tables(PARAMS)
     md = (in_tmp / "results/tables/paper.md").read_text()
     assert "| cifar10 | coopvaebm | FID | 36.20 | 40.50 | 4.30 | 50000 samples vs 50000 train, torch-fidelity" in md
     assert "| cifar10 | coopvaebm | Inception Score | not recovered | 6.10 | — |" in md
@@ -61,17 +83,17 @@ def test_a_paper_value_without_source_is_refused(tmp_path):
 
 
 def test_inception_dataset_table(in_tmp):
-    params = {"datasets": {"cifar10": {"methods": {"coopvaebm": {}, "vae": {}}}}}
+    params = {"datasets": {"cifar10": {"methods": {"coopvaebm": {"seeds": [0]}, "vae": {"seeds": [0]}}}}}
     common = {"n_samples": 100, "n_reference": 200, "reference": "train", "inception_score_std": 0.1,
               "kid_std": 0.001, "fid_cleanfid_clean": 11.0, "fid_cleanfid_legacy_tensorflow": 12.0}
-    write_json("results/cifar10/coopvaebm/metrics.json", {**common, "fid": 30.0, "fid_vae": 50.0,
+    write_json("results/cifar10/coopvaebm/seed0/metrics.json", {**common, "fid": 30.0, "fid_vae": 50.0,
                                                           "inception_score": 7.0, "kid": 0.02})
-    write_json("results/cifar10/vae/metrics.json", {**common, "fid": 60.0, "fid_vae": 60.0, "inception_score": 4.0,
+    write_json("results/cifar10/vae/seed0/metrics.json", {**common, "fid": 60.0, "fid_vae": 60.0, "inception_score": 4.0,
                                                     "kid": 0.05})
     write_json("results/cifar10/real/metrics.json", {**common, "fid": 3.0, "inception_score": 11.0, "kid": 0.0})
     tables.tables(params, "cifar10")
     md = Path("results/tables/cifar10.md").read_text()
-    assert "| coopvaebm | 30.00 | 50.00 | 7.00 ± 0.10 | 20.00 ± 1.00 | 11.00 | 12.00 | 100 / 200 (train) |" in md
-    assert "| vae | — | 60.00 |" in md and "| real data, test split (floor) | 3.00 | — |" in md
+    assert "| coopvaebm | 1 | 30.00 | 50.00 | 7.00 | 20.00 | 11.00 | 12.00 | s0 30.00 | 100 / 200 (train) |" in md
+    assert "| vae | 1 | — | 60.00 |" in md and "| real data, test split (floor) | — | 3.00 | — |" in md
     assert json.loads(Path("results/cifar10/real/metrics.json").read_text())["fid"] == 3.0
     assert r"\toprule" in Path("results/tables/cifar10.tex").read_text()

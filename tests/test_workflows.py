@@ -74,14 +74,61 @@ def test_snakefile_and_dvc_yaml_agree(in_repo):
         assert len(job["log"]) == 1 and f"--log {next(iter(job['log']))}" in cmd, (cmd, job["log"])
 
 
+def _arg(cmd: str, flag: str) -> str:
+    return cmd.split(f"{flag} ")[1].split()[0] if f"{flag} " in cmd else ""
+
+
+METHODS = ("coopvaebm", "coopvaebm-noise", "vae", "ebm", "coopnets")
+EXPERIMENTS = ("completion", "reconstruction", "interpolation", "trajectory")
+
+
 def test_dry_run_lists_every_stage_of_every_dataset(in_repo):
+    """Every method x seed x experiment of digits, every method of the paper datasets."""
     dry = run(["snakemake", "--cores", "all", "-n", "-p", "--forceall"], in_repo)
-    planned = {(j["rule"], c.split("--dataset ")[1].split()[0] if "--dataset" in c else "")
+    planned = {(j["rule"], _arg(c, "--dataset"), _arg(c, "--method"), _arg(c, "--seed"))
                for c, j in snakemake_jobs(dry.stdout + dry.stderr).items()}
     for dataset in ("cifar10", "svhn", "celeba"):
-        for rule in ("prepare", "reference", "train", "sample", "score", "score_real", "tables", "check"):
-            assert (rule, dataset) in planned, (rule, dataset)
-    assert ("paper_tables", "") in planned and ("classifier", "digits") in planned
+        for rule in ("prepare", "reference", "score_real", "tables", "check"):
+            assert (rule, dataset, "", "") in planned, (rule, dataset)
+        for method in METHODS:
+            for rule in ("train", "sample", "score"):
+                assert (rule, dataset, method, "0") in planned, (rule, dataset, method)
+    for method in METHODS:
+        for seed in "012":
+            for rule in ("train", "sample", "score"):
+                assert (rule, "digits", method, seed) in planned, (rule, method, seed)
+    for seed in "012":
+        for rule in EXPERIMENTS:
+            assert (rule, "digits", "coopvaebm", seed) in planned, (rule, seed)
+    assert ("paper_tables", "", "", "") in planned and ("classifier", "digits", "", "") in planned
+    assert ("sample", "cifar10", "official", "0") in planned and ("import_official", "", "", "") in planned
+
+
+SEEDED = {"train", "sample", "score", *EXPERIMENTS}
+
+
+def test_the_seed_wildcard_changes_only_the_seeded_stages(in_repo):
+    """digits_all: seeds 1 and 2 repeat exactly seed 0's seeded jobs (with their seed), nothing upstream."""
+    dry = run(["snakemake", "--cores", "1", "-n", "-p", "--forceall", "digits_all"], in_repo)
+    jobs = snakemake_jobs(dry.stdout + dry.stderr)
+    by_seed: dict[str, set[str]] = {}
+    for cmd, job in jobs.items():
+        seed = _arg(cmd, "--seed")
+        files = " ".join(sorted(job["input"] | job["output"]))
+        if job["rule"] in SEEDED:
+            assert seed and f"/seed{seed}" in files, cmd
+            by_seed.setdefault(seed, set()).add(cmd.replace(f"seed{seed}", "seed*").replace(f"--seed {seed}", "--seed *"))
+        else:  # prepare, classifier, score_real, tables, check: one job, no seed in its command or outputs
+            assert not seed and not any("/seed" in o for o in job["output"]), cmd
+    assert set(by_seed) == {"0", "1", "2"} and by_seed["0"] == by_seed["1"] == by_seed["2"]
+    assert len(by_seed["0"]) == 3 * len(METHODS) + len(EXPERIMENTS)
+    unseeded = sorted(j["rule"] for j in jobs.values() if j["rule"] not in SEEDED)
+    assert unseeded == ["check", "classifier", "prepare", "score_real", "tables"]
+    # dvc.yaml: the same, stage by stage
+    stages = {s["stage"] for s in dvc_stages(in_repo).values()}
+    for rule in SEEDED:
+        digits = {x for x in stages if x.startswith(f"{rule}@digits-")}
+        assert {x.rsplit("-", 1)[1] for x in digits} == {"0", "1", "2"}, rule
 
 
 @pytest.mark.slow
@@ -120,6 +167,7 @@ TINY = {
     "vae": {"epochs": 1, "log_every": 5},
     "sample": {"n_samples": 40},
     "score": {"kid_subsets": 5, "kid_subset_size": 32},
+    "experiments": {"n_images": 40},
 }
 
 
@@ -134,11 +182,13 @@ def tiny_copy(dst: Path) -> Path:
     params = yaml.safe_load((dst / "params.yaml").read_text())
     d = params["datasets"]["digits"]
     d["classifier"].update(TINY["classifier"])
-    d["methods"]["coopvaebm"].update(TINY["coopvaebm"])
-    d["methods"]["coopvaebm"]["langevin"].update(TINY["langevin"])
-    d["methods"]["vae"].update(TINY["vae"])
+    for method, cfg in d["methods"].items():  # every method: the ones with chains like coopvaebm
+        cfg.update(TINY["vae"] if method == "vae" else TINY["coopvaebm"])
+        if "langevin" in cfg:
+            cfg["langevin"] = {**cfg["langevin"], **TINY["langevin"]}
     d["sample"].update(TINY["sample"])
     d["score"].update(TINY["score"])
+    d["experiments"].update(TINY["experiments"])
     params["check"]["digits"] = [{"metric": "real.fd_digits", "max": 1.0e9}]
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst)
@@ -164,10 +214,12 @@ def planned_snakemake_jobs(root: Path, target: str = "digits") -> set[str]:
 
 EXPECTED_OUTPUTS = [
     "data/prepared/digits.npz", "data/prepared/digits.json", "models/digits/classifier.pt",
-    "models/digits/coopvaebm.pt", "models/digits/vae.pt", "results/digits/coopvaebm/samples.png",
-    "results/digits/coopvaebm/metrics.json", "results/digits/vae/metrics.json", "results/digits/real/metrics.json",
-    "results/digits/coopvaebm/train/curves.csv", "results/tables/digits.md", "results/tables/digits.tex",
-    "results/digits/check.json",
+    "models/digits/coopvaebm/seed0.pt", "models/digits/vae/seed0.pt", "results/digits/coopvaebm/seed0/samples.png",
+    "results/digits/coopvaebm/seed0/metrics.json", "results/digits/vae/seed0/metrics.json",
+    "results/digits/real/metrics.json", "results/digits/coopvaebm/seed0/train/curves.csv",
+    *(f"results/digits/coopvaebm/seed0/{e}.png" for e in EXPERIMENTS),
+    "results/digits/coopvaebm/seed0/completion.json", "results/digits/coopvaebm/seed0/reconstruction.json",
+    "results/tables/digits-ci.md", "results/tables/digits-ci.tex", "results/digits/check-ci.json",
 ]
 
 
@@ -177,23 +229,24 @@ def test_snakemake_runs_digits_chain(tmp_path):
     run(["snakemake", "--cores", "2", "digits"], root)
     for f in EXPECTED_OUTPUTS:
         assert (root / f).is_file(), f
-    metrics = yaml.safe_load((root / "results/digits/coopvaebm/metrics.json").read_text())
+    metrics = yaml.safe_load((root / "results/digits/coopvaebm/seed0/metrics.json").read_text())
     assert {"fd_digits", "fd_digits_vae", "kid_digits", "fd_digits_cleanfid"} <= set(metrics)
-    assert "| coopvaebm |" in (root / "results/tables/digits.md").read_text()
+    table = (root / "results/tables/digits-ci.md").read_text()
+    assert "| coopvaebm | 1 |" in table and "completion" in table
 
     # Nothing changed: nothing to do.
     assert planned_snakemake_jobs(root) == set()
     # One value of the VAE baseline changed: exactly its chain and what reads its metrics rerun.
     set_param(root, ["datasets", "digits", "methods", "vae", "kl_weight"], 0.5)
-    assert planned_snakemake_jobs(root) == {"train:vae", "sample:vae", "score:vae", "tables:", "check:"}
+    assert planned_snakemake_jobs(root) == {"train:vae", "sample:vae", "score:vae", "tables_ci:", "check_ci:"}
     # A bad value stops Snakemake at parse time, naming the key.
     set_param(root, ["datasets", "digits", "methods", "vae", "kl_weight"], "heavy")
     bad = run(["snakemake", "--cores", "1", "-n", "digits"], root, check=False)
     assert bad.returncode != 0 and "kl_weight" in bad.stdout + bad.stderr
 
 
-# The embedded chain's final stages; the paper's datasets need archives and weights (not here).
-DIGITS = ["tables@digits", "check@digits"]
+# The embedded chain's final stages (CI's scope); the paper's datasets need archives and weights (not here).
+DIGITS = ["tables_ci@digits", "check_ci@digits", "interpolation@digits-coopvaebm-0", "trajectory@digits-coopvaebm-0"]
 
 
 def dvc_ran(out: str) -> set[str]:
@@ -205,23 +258,23 @@ def test_dvc_repro_runs_digits_chain(tmp_path):
     root = tiny_copy(tmp_path)
     first = run(["dvc", "repro", *DIGITS], root)
     assert dvc_ran(first.stdout) == {
-        "prepare@digits", "classifier@digits", "train@digits-coopvaebm", "train@digits-vae",
-        "sample@digits-coopvaebm", "sample@digits-vae", "score@digits-coopvaebm", "score@digits-vae",
-        "score_real@digits", "tables@digits", "check@digits"}
+        "prepare@digits", "classifier@digits", "train@digits-coopvaebm-0", "train@digits-vae-0",
+        "sample@digits-coopvaebm-0", "sample@digits-vae-0", "score@digits-coopvaebm-0", "score@digits-vae-0",
+        "score_real@digits", *(f"{e}@digits-coopvaebm-0" for e in EXPERIMENTS), "tables_ci@digits", "check_ci@digits"}
     for f in EXPECTED_OUTPUTS:
         assert (root / f).is_file(), f
     assert dvc_ran(run(["dvc", "repro", *DIGITS], root).stdout) == set()
 
     # Rerun one stage alone; training is deterministic, so everything stays up to date.
-    single = run(["dvc", "repro", "--force", "--single-item", "train@digits-coopvaebm"], root)
-    assert dvc_ran(single.stdout) == {"train@digits-coopvaebm"}
+    single = run(["dvc", "repro", "--force", "--single-item", "train@digits-coopvaebm-0"], root)
+    assert dvc_ran(single.stdout) == {"train@digits-coopvaebm-0"}
     assert "up to date" in run(["dvc", "status", "--with-deps", *DIGITS], root).stdout
 
     set_param(root, ["datasets", "digits", "methods", "vae", "kl_weight"], 0.5)
     assert dvc_ran(run(["dvc", "repro", *DIGITS], root).stdout) == {
-        "train@digits-vae", "sample@digits-vae", "score@digits-vae", "tables@digits", "check@digits"}
+        "train@digits-vae-0", "sample@digits-vae-0", "score@digits-vae-0", "tables_ci@digits", "check_ci@digits"}
 
     shown = run(["dvc", "metrics", "show"], root).stdout
-    assert "fd_digits" in shown and "results/digits/coopvaebm/metrics.json" in shown
+    assert "fd_digits" in shown and "results/digits/coopvaebm/seed0/metrics.json" in shown
     plots = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root)
     assert (tmp_path / "plots" / "index.html").is_file(), plots.stdout

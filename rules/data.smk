@@ -1,0 +1,66 @@
+# Data: decoded datasets, the real images' Inception features (paper datasets), the digits classifier.
+
+# Data and the real images' features first (priority): a missing archive or Inception weight file
+# then stops the workflow with its download message before any training starts.
+rule prepare:
+    input:
+        "pipeline/stages.py",
+        "pipeline/data/__init__.py",
+        "pipeline/data/archives.py",
+        "pipeline/data/{dataset}.py",
+    output:
+        "data/prepared/{dataset}.npz",
+        "data/prepared/{dataset}.json",
+    params:
+        prepare=section("datasets", "{dataset}", "prepare"),
+    log:
+        "logs/{dataset}/prepare.log",
+    priority: 100
+    conda:
+        ENV
+    shell:
+        "python -m pipeline prepare --dataset {wildcards.dataset} --log {log}"
+
+
+rule reference:
+    input:
+        "data/prepared/{dataset}.npz",
+        "pipeline/stages.py",
+        "pipeline/inception.py",
+    output:
+        "data/reference/{dataset}.npz",
+    params:
+        score=section("datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/reference.log",
+    wildcard_constraints:
+        dataset="|".join(PAPER) or "^$",
+    priority: 90
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "python -m pipeline reference --dataset {wildcards.dataset} --log {log}"
+
+
+rule classifier:
+    wildcard_constraints:
+        dataset="|".join(EMBEDDED) or "^$",
+    input:
+        "data/prepared/{dataset}.npz",
+        "pipeline/stages.py",
+        "pipeline/features.py",
+    output:
+        "models/{dataset}/classifier.pt",
+        "results/{dataset}/classifier.json",
+    params:
+        classifier=section("datasets", "{dataset}", "classifier"),
+    log:
+        "logs/{dataset}/classifier.log",
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "python -m pipeline classifier --dataset {wildcards.dataset} --log {log}"
+
+

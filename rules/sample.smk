@@ -1,0 +1,27 @@
+# Sampling: each run's proposals and (methods with an EBM) their Langevin revisions.
+
+
+rule sample:
+    input:
+        "data/prepared/{dataset}.npz",
+        "models/{dataset}/{method}/seed{seed}.pt",
+        "pipeline/stages.py",
+        "pipeline/sample.py",
+        "pipeline/langevin.py",
+        "pipeline/teaching.py",
+        "pipeline/pictures.py",
+    output:
+        "results/{dataset}/{method}/seed{seed}/samples.npz",
+        "results/{dataset}/{method}/seed{seed}/samples.png",
+    params:
+        nets=section("datasets", "{dataset}", "nets"),
+        method=section("datasets", "{dataset}", "methods", "{method}"),
+        sample=section("datasets", "{dataset}", "sample"),
+    log:
+        "logs/{dataset}/{method}/seed{seed}/sample.log",
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "python -m pipeline sample --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed} "
+        "--log {log}"

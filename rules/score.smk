@@ -1,0 +1,39 @@
+# Scores: each run's samples, and the real-data floor (not seeded: the same for every run).
+
+
+rule score:
+    input:
+        "data/prepared/{dataset}.npz",
+        features,
+        "results/{dataset}/{method}/seed{seed}/samples.npz",
+        "pipeline/stages.py",
+    output:
+        "results/{dataset}/{method}/seed{seed}/metrics.json",
+    params:
+        score=section("datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/{method}/seed{seed}/score.log",
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "python -m pipeline score --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed} "
+        "--log {log}"
+
+
+rule score_real:
+    input:
+        "data/prepared/{dataset}.npz",
+        features,
+        "pipeline/stages.py",
+    output:
+        "results/{dataset}/real/metrics.json",
+    params:
+        score=section("datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/score-real.log",
+    threads: workflow.cores
+    conda:
+        ENV
+    shell:
+        "python -m pipeline score-real --dataset {wildcards.dataset} --log {log}"

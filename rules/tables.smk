@@ -1,0 +1,84 @@
+# Tables and checks: every method x seed of a dataset (scope all), or the runs params.yaml ci.<dataset>
+# names (scope ci: `make reproduce`, written beside as <name>-ci.*); the paper's tables.
+
+
+rule tables:
+    input:
+        lambda w: metrics(w.dataset),
+        lambda w: experiments(w.dataset),
+        "pipeline/tables.py",
+    output:
+        "results/tables/{dataset}.md",
+        "results/tables/{dataset}.tex",
+    params:
+        scope="",  # tables_ci: " --scope ci"
+    log:
+        "logs/{dataset}/tables.log",
+    conda:
+        ENV
+    shell:
+        "python -m pipeline tables --dataset {wildcards.dataset} --log {log}{params.scope}"
+
+
+use rule tables as tables_ci with:
+    wildcard_constraints:
+        dataset="|".join(config.get("ci", {})) or "^$",
+    input:
+        lambda w: metrics(w.dataset, "ci"),
+        lambda w: experiments(w.dataset, "ci"),
+        "pipeline/tables.py",
+    output:
+        "results/tables/{dataset}-ci.md",
+        "results/tables/{dataset}-ci.tex",
+    params:
+        scope=" --scope ci",
+    log:
+        "logs/{dataset}/tables-ci.log",
+
+
+rule paper_tables:
+    input:
+        [f"results/{d}/{m}/seed{s}/metrics.json" for d in PAPER for m in evaluated(d) for s in seeds(d, m)],
+        "pipeline/tables.py",
+        "pipeline/paper_numbers.yaml",
+    output:
+        "results/tables/paper.md",
+        "results/tables/paper.tex",
+    log:
+        "logs/paper_tables.log",
+    conda:
+        ENV
+    shell:
+        "python -m pipeline paper-tables --log {log}"
+
+
+rule check:
+    input:
+        lambda w: metrics(w.dataset),
+        "pipeline/check.py",
+    output:
+        "results/{dataset}/check.json",
+    params:
+        check=section("check", "{dataset}"),
+        scope="",  # check_ci: " --scope ci"
+    log:
+        "logs/{dataset}/check.log",
+    conda:
+        ENV
+    shell:
+        "python -m pipeline check --dataset {wildcards.dataset} --log {log}{params.scope}"
+
+
+use rule check as check_ci with:
+    wildcard_constraints:
+        dataset="|".join(config.get("ci", {})) or "^$",
+    input:
+        lambda w: metrics(w.dataset, "ci"),
+        "pipeline/check.py",
+    output:
+        "results/{dataset}/check-ci.json",
+    params:
+        check=section("check", "{dataset}"),
+        scope=" --scope ci",
+    log:
+        "logs/{dataset}/check-ci.log",
