@@ -7,9 +7,65 @@ from snakemake.utils import validate
 configfile: "params.yaml"
 validate(config, "pipeline/schema.yaml")
 
-# Torch stages declare every core (`threads: workflow.cores`): Snakemake then runs them one at a
+# Torch stages declare every core (`threads: cores(rule)`): Snakemake then runs them one at a
 # time with OMP_NUM_THREADS = --cores, the thread count `dvc repro` uses too, so both tools give
 # bit-identical results on one machine (float reductions depend on the thread count).
+
+
+def cores(rule):
+    """`threads:` of a torch rule: every core Snakemake was given (--cores) on one machine; on a
+    cluster, the job's cpus_per_task (CLUSTER below), in the submitting and in the job's Snakemake.
+
+    A function, not `threads: workflow.cores`: that is read when the Snakefile is parsed and stops
+    commands that plan no job and take no --cores (`snakemake --unlock`, `--report`, and any run
+    through a cluster executor) with "Workflow requires a total number of cores to be defined".
+    """
+    def get(wildcards):
+        if workflow.non_local_exec:
+            return cluster(rule)["cpus_per_task"](wildcards)
+        return workflow.cores
+    return get
+
+
+# Cluster resources (profiles/slurm; README "On a cluster"). Per rule: (mem_mb, runtime in minutes,
+# cpus_per_task) for digits, then for a paper dataset (None: the rule does not run there). Digits:
+# the whole chain takes minutes on 2 CPU cores, no GPU. Paper datasets (benchmarks/RESULTS.md, 2-core
+# CPU): Inception features 12.12 h per 150,000 images and 3.87 GB RSS at 10,000 images (+29 KB per
+# image) -> score/reference 8 cores, 16-24 GB, 12 h; train 1,000,000 iterations whose GPU time is
+# unmeasured -> 48 h slots, and a job stopped by its time limit resumes from state/ when resubmitted.
+# Override per rule with `set-resources:` in the profile or --set-resources.
+CLUSTER = {
+    "prepare": ((2000, 10, 1), (16000, 120, 2)),
+    "reference": (None, (16000, 720, 8)),
+    "classifier": ((2000, 20, 2), None),
+    "train": ((4000, 60, 2), (32000, 2880, 8)),
+    "import_official": (None, (4000, 30, 1)),
+    "sample": ((2000, 20, 2), (16000, 240, 8)),
+    "score": ((4000, 30, 2), (24000, 720, 8)),
+    "score_real": ((4000, 30, 2), (16000, 360, 8)),
+    "tables": ((1000, 5, 1), (1000, 5, 1)),
+    "paper_tables": (None, (1000, 5, 1)),
+    "check": ((1000, 5, 1), (1000, 5, 1)),
+}
+GPU_RULES = {"train", "sample"}  # one GPU each on the paper datasets; digits runs on CPU
+
+
+def cluster(rule):
+    """The `resources:` of `rule` (CLUSTER above), as functions of the job's dataset wildcard."""
+    def size(wildcards):
+        digits, paper = CLUSTER[rule]
+        dataset = getattr(wildcards, "dataset", "cifar10")  # import_official, paper_tables: cifar10 only
+        return digits if dataset in EMBEDDED else paper
+
+    def gpu(wildcards):
+        return 1 if rule in GPU_RULES and getattr(wildcards, "dataset", "cifar10") not in EMBEDDED else 0
+
+    return {
+        "mem_mb": lambda w: size(w)[0],
+        "runtime": lambda w: size(w)[1],
+        "cpus_per_task": lambda w: size(w)[2],
+        "gpu": gpu,
+    }
 
 # Used with --use-conda; without it the rules run in the current environment (make install).
 ENV = "envs/pipeline.yaml"
@@ -84,6 +140,8 @@ rule prepare:
     log:
         "logs/{dataset}/prepare.log",
     priority: 100
+    resources:
+        **cluster("prepare"),
     conda:
         ENV
     shell:
@@ -104,7 +162,9 @@ rule reference:
     wildcard_constraints:
         dataset="|".join(PAPER) or "^$",
     priority: 90
-    threads: workflow.cores
+    threads: cores("reference")
+    resources:
+        **cluster("reference"),
     conda:
         ENV
     shell:
@@ -125,7 +185,9 @@ rule classifier:
         classifier=section("datasets", "{dataset}", "classifier"),
     log:
         "logs/{dataset}/classifier.log",
-    threads: workflow.cores
+    threads: cores("classifier")
+    resources:
+        **cluster("classifier"),
     conda:
         ENV
     shell:
@@ -151,7 +213,9 @@ rule train:
         method=section("datasets", "{dataset}", "methods", "{method}"),
     log:
         "logs/{dataset}/{method}/train.log",
-    threads: workflow.cores
+    threads: cores("train")
+    resources:
+        **cluster("train"),
     conda:
         ENV
     shell:
@@ -175,6 +239,8 @@ rule import_official:
     log:
         "logs/cifar10/official/import.log",
     priority: 95
+    resources:
+        **cluster("import_official"),
     conda:
         ENV
     shell:
@@ -198,7 +264,9 @@ rule sample:
         sample=section("datasets", "{dataset}", "sample"),
     log:
         "logs/{dataset}/{method}/sample.log",
-    threads: workflow.cores
+    threads: cores("sample")
+    resources:
+        **cluster("sample"),
     conda:
         ENV
     shell:
@@ -217,7 +285,9 @@ rule score:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/{method}/score.log",
-    threads: workflow.cores
+    threads: cores("score")
+    resources:
+        **cluster("score"),
     conda:
         ENV
     shell:
@@ -235,7 +305,9 @@ rule score_real:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/score-real.log",
-    threads: workflow.cores
+    threads: cores("score_real")
+    resources:
+        **cluster("score_real"),
     conda:
         ENV
     shell:
@@ -251,6 +323,8 @@ rule tables:
         "results/tables/{dataset}.tex",
     log:
         "logs/{dataset}/tables.log",
+    resources:
+        **cluster("tables"),
     conda:
         ENV
     shell:
@@ -267,6 +341,8 @@ rule paper_tables:
         "results/tables/paper.tex",
     log:
         "logs/paper_tables.log",
+    resources:
+        **cluster("paper_tables"),
     conda:
         ENV
     shell:
@@ -283,6 +359,8 @@ rule check:
         check=section("check", "{dataset}"),
     log:
         "logs/{dataset}/check.log",
+    resources:
+        **cluster("check"),
     conda:
         ENV
     shell:

@@ -12,8 +12,8 @@
 # running. Every file lives in a fresh directory (printed; kept with the daemons' logs when
 # SLURM_LOCAL_KEEP=1). Installs the packages with apt-get when a binary is missing.
 #
-# Environment: SLURM_LOCAL_DIR (work directory; default a new mktemp -d), SLURM_LOCAL_KEEP=1 (keep it),
-# SLURM_LOCAL_CPUS (CPUs of the node; default nproc). Needs root: munged, slurmd and MariaDB's
+# Environment: SLURM_LOCAL_DIR (work directory, kept; default a new mktemp -d, removed unless
+# SLURM_LOCAL_KEEP=1). Needs root: munged, slurmd and MariaDB's
 # bootstrap run as root here, as on a test machine; this is not a production setup.
 set -euo pipefail
 
@@ -58,7 +58,9 @@ mkdir -p "$W"/{state,spool,log,run,munge,mysql,mysql-run}
 chmod 755 "$W"
 echo "slurm_local.sh: cluster files and logs in $W" >&2
 HOST="$(hostname -s)"
-CPUS="${SLURM_LOCAL_CPUS:-$(nproc)}"
+# The node as slurmd sees it (sockets, cores, threads): with only CPUs=N, slurmd counts the cores
+# differently and the node offers fewer CPUs than it has.
+NODE="$(slurmd -C | head -n 1 | sed 's/ RealMemory=[0-9]*//')"
 # Leave 1 GiB to the system: slurmd refuses a node whose configured memory exceeds what it has.
 MEM_MB=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) - 1024 ))
 DB_PORT=13306
@@ -73,6 +75,13 @@ stop_all() {
   trap - EXIT INT TERM
   set +e
   [[ -n "$COMMAND_RC" ]] || COMMAND_RC=$rc   # setup failed or a signal came first
+  if [[ -n "${CMD_PID:-}" ]] && kill -0 "$CMD_PID" 2>/dev/null; then
+    echo "slurm_local.sh: stopping the command (process group $CMD_PID)" >&2
+    kill -TERM -- "-$CMD_PID" 2>/dev/null
+    for _ in $(seq 1 20); do kill -0 "$CMD_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$CMD_PID" 2>/dev/null
+    wait "$CMD_PID" 2>/dev/null
+  fi
   # Jobs first: their slurmstepd processes detach from slurmd, so stopping the daemons alone would
   # leave a running job behind.
   if [[ -n "${SLURM_CONF:-}" ]] && kill -0 "${SLURMCTLD_PID:-0}" 2>/dev/null; then
@@ -95,6 +104,7 @@ stop_all() {
     fi
     wait "$pid" 2>/dev/null
   done
+  [[ -n "${LINKED_CONF:-}" ]] && rm -f /etc/slurm/slurm.conf
   local left=""
   for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left+=" $pid"; done
   if [[ -n "$left" ]]; then
@@ -214,10 +224,19 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
 JobCompType=jobcomp/none
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+$NODE RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=local Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="$W/slurm.conf"
+# Inside a job SLURM drops SLURM_CONF, and `srun` (which the Snakemake executor runs in every job)
+# then looks only at /etc/slurm/slurm.conf: point that at ours for as long as the cluster runs.
+if [[ -e /etc/slurm/slurm.conf || -L /etc/slurm/slurm.conf ]]; then
+  echo "slurm_local.sh: /etc/slurm/slurm.conf exists (a configured SLURM on this machine?); not replacing it" >&2
+  exit 2
+fi
+mkdir -p /etc/slurm
+ln -s "$SLURM_CONF" /etc/slurm/slurm.conf
+LINKED_CONF=1
 
 start slurmdbd slurmdbd -D
 wait_for slurmdbd 60 sacctmgr --immediate --noheader list cluster
@@ -230,8 +249,12 @@ wait_for "node $HOST idle" 60 bash -c "sinfo --noheader --Node --format=%T | gre
 echo "slurm_local.sh: cluster up (SLURM_CONF=$SLURM_CONF):" >&2
 sinfo >&2
 
+# The command runs in its own session (setsid) so that the trap can stop all of it, children
+# included, and in the background so that a signal to this script runs the trap at once.
 set +e
-"$@"
+setsid "$@" &
+CMD_PID=$!
+wait "$CMD_PID"
 COMMAND_RC=$?
 set -e
 exit "$COMMAND_RC"
