@@ -2,9 +2,12 @@
 # (tests/test_workflows.py keeps the two in agreement). Hyperparameters: params.yaml only.
 import json
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 configfile: "params.yaml"
+# `snakemake --report results/report.html`: this description, then every output marked report().
+report: "report/workflow.rst"
 validate(config, "pipeline/schema.yaml")
 
 # Torch stages declare every core (`threads: cores(rule)`): Snakemake then runs them one at a
@@ -23,7 +26,12 @@ def cores(rule):
     def get(wildcards):
         if workflow.non_local_exec:
             return cluster(rule)["cpus_per_task"](wildcards)
-        return workflow.cores
+        try:
+            return workflow.cores
+        except WorkflowError:
+            # No --cores: a command that runs no job but still builds them (--report reads each
+            # job's threads for its captions); a local run without --cores stops before this.
+            return 1
     return get
 
 
@@ -207,7 +215,8 @@ rule train:
     output:
         "models/{dataset}/{method}.pt",
         "results/{dataset}/{method}/train/curves.csv",
-        "results/{dataset}/{method}/train/curves.png",
+        report("results/{dataset}/{method}/train/curves.png", caption="report/curves.rst",
+               category="Training curves", subcategory="{dataset}", labels={"dataset": "{dataset}", "method": "{method}"}),
     params:
         nets=section("datasets", "{dataset}", "nets"),
         method=section("datasets", "{dataset}", "methods", "{method}"),
@@ -257,7 +266,8 @@ rule sample:
         "pipeline/teaching.py",
     output:
         "results/{dataset}/{method}/samples.npz",
-        "results/{dataset}/{method}/samples.png",
+        report("results/{dataset}/{method}/samples.png", caption="report/samples.rst",
+               category="Samples", subcategory="{dataset}", labels={"dataset": "{dataset}", "method": "{method}"}),
     params:
         nets=section("datasets", "{dataset}", "nets"),
         method=section("datasets", "{dataset}", "methods", "{method}"),
@@ -319,7 +329,8 @@ rule tables:
         lambda w: [f"results/{w.dataset}/{m}/metrics.json" for m in [*methods(w.dataset), "real"]],
         "pipeline/tables.py",
     output:
-        "results/tables/{dataset}.md",
+        report("results/tables/{dataset}.md", caption="report/table.rst", category="Tables",
+               labels={"dataset": "{dataset}"}),
         "results/tables/{dataset}.tex",
     log:
         "logs/{dataset}/tables.log",
@@ -354,7 +365,8 @@ rule check:
         lambda w: [f"results/{w.dataset}/{m}/metrics.json" for m in [*methods(w.dataset), "real"]],
         "pipeline/check.py",
     output:
-        "results/{dataset}/check.json",
+        report("results/{dataset}/check.json", caption="report/check.rst", category="Checks",
+               labels={"dataset": "{dataset}"}),
     params:
         check=section("check", "{dataset}"),
     log:
