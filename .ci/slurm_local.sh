@@ -3,6 +3,7 @@
 # one command runs:
 #
 #   sudo bash .ci/slurm_local.sh snakemake --profile profiles/slurm digits
+#   sudo bash .ci/slurm_local.sh --install-only     # only install the Debian packages
 #
 # Starts munged, MariaDB, slurmdbd (so that `sacct`, which the Snakemake SLURM executor polls, has an
 # accounting database), slurmctld and slurmd, each in the foreground of a background shell so its pid
@@ -17,8 +18,10 @@
 # bootstrap run as root here, as on a test machine; this is not a production setup.
 set -euo pipefail
 
-if [[ $# -eq 0 || "$1" == "-h" || "$1" == "--help" ]]; then
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+INSTALL_ONLY=0
+if [[ "${1:-}" == "--install-only" ]]; then INSTALL_ONLY=1; shift; fi   # CI: packages now, cluster later
+if [[ $INSTALL_ONLY -eq 0 && ( $# -eq 0 || "$1" == "-h" || "$1" == "--help" ) ]]; then
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -35,15 +38,19 @@ if [[ $need_install -eq 1 ]]; then
   echo "slurm_local.sh: installing ${PACKAGES[*]}" >&2
   # policy-rc.d: Debian's maintainer scripts would start system-wide munge/mariadb/slurm services;
   # this script starts its own private daemons instead, so keep the packaged ones stopped.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.slurm_local && chmod +x /usr/sbin/policy-rc.d.slurm_local
   created_policy=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then cp /usr/sbin/policy-rc.d.slurm_local /usr/sbin/policy-rc.d; created_policy=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  apt_rc=0
+  { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"; } || apt_rc=$?
   [[ $created_policy -eq 1 ]] && rm -f /usr/sbin/policy-rc.d
-  rm -f /usr/sbin/policy-rc.d.slurm_local
+  [[ $apt_rc -eq 0 ]] || exit "$apt_rc"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
+[[ $INSTALL_ONLY -eq 1 ]] && exit 0
 
 # Refuse to start beside another SLURM: its daemons would answer on the ports or share the state.
 for port in 6817 6818 6819; do
