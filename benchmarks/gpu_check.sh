@@ -73,7 +73,7 @@ section() {  # section TITLE COMMAND...: run, echo to the terminal, record title
     echo '```'
   } >>"$TMP_OUT"
   local t=$SECONDS
-  "$@" 2>&1 | tee -a "$TMP_OUT"
+  "$@" | tee -a "$TMP_OUT"   # stdout: the tables; logs and progress bars stay on stderr
   local rc=${PIPESTATUS[0]}
   echo '```' >>"$TMP_OUT"
   echo "($((SECONDS - t)) s, exit $rc)" >>"$TMP_OUT"
