@@ -7,7 +7,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install reproduce test clean-results
+.PHONY: install reproduce test gpu-check clean-results
 
 install: $(STAMP)
 
@@ -22,6 +22,12 @@ reproduce: install
 
 test: install
 	python -m pytest -q -ra
+
+# On a CUDA machine, in ≤ 8 minutes: the CIFAR-10 chain on fixtures, then the benchmark at the paper
+# configuration; tables in benchmarks/gpu_check/cuda.md. Installs nothing (GPU machines may be
+# offline): PYTHON=... selects an interpreter with the packages. GPU_CHECK_ARGS="--device cpu": smoke.
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 clean-results:
 	rm -rf results models data/prepared logs .snakemake

@@ -1,7 +1,9 @@
 # The lists and helpers every rule file shares (params.yaml's datasets, methods, seeds, runs, targets).
 import json
 
-# Torch stages declare every core (`threads: workflow.cores`): Snakemake then runs them one at a
+from snakemake.exceptions import WorkflowError
+
+# Torch stages declare every core (`threads: cores(rule)`): Snakemake then runs them one at a
 # time with OMP_NUM_THREADS = --cores, the thread count `dvc repro` uses too, so both tools give
 # bit-identical results on one machine (float reductions depend on the thread count).
 
@@ -16,6 +18,69 @@ PAPER = [d for d in DATASETS if d not in EMBEDDED]
 EXPERIMENT_METHOD = "coopvaebm"
 SCORED_EXPERIMENTS = ["completion", "reconstruction"]
 PICTURE_EXPERIMENTS = ["interpolation", "trajectory"]
+
+
+def cores(rule):
+    """`threads:` of a torch rule: every core Snakemake was given (--cores) on one machine; on a
+    cluster, the job's cpus_per_task (CLUSTER below), in the submitting and in the job's Snakemake.
+
+    A function, not `threads: workflow.cores`: that is read when the Snakefile is parsed and stops
+    commands that plan no job and take no --cores (`snakemake --unlock`, `--report`, and any run
+    through a cluster executor) with "Workflow requires a total number of cores to be defined".
+    """
+    def get(wildcards):
+        if workflow.non_local_exec:
+            return cluster(rule)["cpus_per_task"](wildcards)
+        try:
+            return workflow.cores
+        except WorkflowError:
+            # No --cores: a command that runs no job but still builds them (--report reads each
+            # job's threads for its captions); a local run without --cores stops before this.
+            return 1
+    return get
+
+
+# Cluster resources (profiles/slurm; README "On a cluster"). Per rule: (mem_mb, runtime in minutes,
+# cpus_per_task) for digits, then for a paper dataset (None: the rule does not run there). Digits:
+# the whole chain takes minutes on 2 CPU cores, no GPU. Paper datasets (benchmarks/RESULTS.md, 2-core
+# CPU): Inception features 12.12 h per 150,000 images and 3.87 GB RSS at 10,000 images (+29 KB per
+# image) -> score/reference 8 cores, 16-24 GB, 12 h; train 1,000,000 iterations whose GPU time is
+# unmeasured -> 48 h slots, and a job stopped by its time limit resumes from state/ when resubmitted.
+# The experiments (completion, reconstruction, interpolation, trajectory) are sized like sample.
+# Override per rule with `set-resources:` in the profile or --set-resources.
+CLUSTER = {
+    "prepare": ((2000, 10, 1), (16000, 120, 2)),
+    "reference": (None, (16000, 720, 8)),
+    "classifier": ((2000, 20, 2), None),
+    "train": ((4000, 60, 2), (32000, 2880, 8)),
+    "import_official": (None, (4000, 30, 1)),
+    "sample": ((2000, 20, 2), (16000, 240, 8)),
+    "experiment": ((2000, 20, 2), (16000, 240, 8)),
+    "score": ((4000, 30, 2), (24000, 720, 8)),
+    "score_real": ((4000, 30, 2), (16000, 360, 8)),
+    "tables": ((1000, 5, 1), (1000, 5, 1)),
+    "paper_tables": (None, (1000, 5, 1)),
+    "check": ((1000, 5, 1), (1000, 5, 1)),
+}
+GPU_RULES = {"train", "sample", "experiment"}  # one GPU each on the paper datasets; digits runs on CPU
+
+
+def cluster(rule):
+    """The `resources:` of `rule` (CLUSTER above), as functions of the job's dataset wildcard."""
+    def size(wildcards):
+        digits, paper = CLUSTER[rule]
+        dataset = getattr(wildcards, "dataset", "cifar10")  # import_official, paper_tables: cifar10 only
+        return digits if dataset in EMBEDDED else paper
+
+    def gpu(wildcards):
+        return 1 if rule in GPU_RULES and getattr(wildcards, "dataset", "cifar10") not in EMBEDDED else 0
+
+    return {
+        "mem_mb": lambda w: size(w)[0],
+        "runtime": lambda w: size(w)[1],
+        "cpus_per_task": lambda w: size(w)[2],
+        "gpu": gpu,
+    }
 
 
 def methods(dataset):

@@ -16,6 +16,8 @@ rule prepare:
     log:
         "logs/{dataset}/prepare.log",
     priority: 100
+    resources:
+        **cluster("prepare"),
     conda:
         ENV
     shell:
@@ -36,7 +38,9 @@ rule reference:
     wildcard_constraints:
         dataset="|".join(PAPER) or "^$",
     priority: 90
-    threads: workflow.cores
+    threads: cores("reference")
+    resources:
+        **cluster("reference"),
     conda:
         ENV
     shell:
@@ -57,7 +61,9 @@ rule classifier:
         classifier=section("datasets", "{dataset}", "classifier"),
     log:
         "logs/{dataset}/classifier.log",
-    threads: workflow.cores
+    threads: cores("classifier")
+    resources:
+        **cluster("classifier"),
     conda:
         ENV
     shell:

@@ -27,7 +27,9 @@ rule completion:
         stage="completion",
     log:
         "logs/{dataset}/{method}/seed{seed}/completion.log",
-    threads: workflow.cores
+    threads: cores("experiment")
+    resources:
+        **cluster("experiment"),
     conda:
         ENV
     shell:

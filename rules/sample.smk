@@ -12,14 +12,17 @@ rule sample:
         "pipeline/pictures.py",
     output:
         "results/{dataset}/{method}/seed{seed}/samples.npz",
-        "results/{dataset}/{method}/seed{seed}/samples.png",
+        report("results/{dataset}/{method}/seed{seed}/samples.png", caption="../report/samples.rst", category="Samples",
+               subcategory="{dataset}", labels={"dataset": "{dataset}", "method": "{method}", "seed": "{seed}"}),
     params:
         nets=section("datasets", "{dataset}", "nets"),
         method=section("datasets", "{dataset}", "methods", "{method}"),
         sample=section("datasets", "{dataset}", "sample"),
     log:
         "logs/{dataset}/{method}/seed{seed}/sample.log",
-    threads: workflow.cores
+    threads: cores("sample")
+    resources:
+        **cluster("sample"),
     conda:
         ENV
     shell:

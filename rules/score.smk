@@ -13,7 +13,9 @@ rule score:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/{method}/seed{seed}/score.log",
-    threads: workflow.cores
+    threads: cores("score")
+    resources:
+        **cluster("score"),
     conda:
         ENV
     shell:
@@ -32,7 +34,9 @@ rule score_real:
         score=section("datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/score-real.log",
-    threads: workflow.cores
+    threads: cores("score_real")
+    resources:
+        **cluster("score_real"),
     conda:
         ENV
     shell:

@@ -8,12 +8,15 @@ rule tables:
         lambda w: experiments(w.dataset),
         "pipeline/tables.py",
     output:
-        "results/tables/{dataset}.md",
+        report("results/tables/{dataset}.md", caption="../report/table.rst", category="Tables",
+               labels={"dataset": "{dataset}", "scope": "all"}),
         "results/tables/{dataset}.tex",
     params:
         scope="",  # tables_ci: " --scope ci"
     log:
         "logs/{dataset}/tables.log",
+    resources:
+        **cluster("tables"),
     conda:
         ENV
     shell:
@@ -28,7 +31,8 @@ use rule tables as tables_ci with:
         lambda w: experiments(w.dataset, "ci"),
         "pipeline/tables.py",
     output:
-        "results/tables/{dataset}-ci.md",
+        report("results/tables/{dataset}-ci.md", caption="../report/table.rst", category="Tables",
+               labels={"dataset": "{dataset}", "scope": "ci"}),
         "results/tables/{dataset}-ci.tex",
     params:
         scope=" --scope ci",
@@ -46,6 +50,8 @@ rule paper_tables:
         "results/tables/paper.tex",
     log:
         "logs/paper_tables.log",
+    resources:
+        **cluster("paper_tables"),
     conda:
         ENV
     shell:
@@ -57,12 +63,15 @@ rule check:
         lambda w: metrics(w.dataset),
         "pipeline/check.py",
     output:
-        "results/{dataset}/check.json",
+        report("results/{dataset}/check.json", caption="../report/check.rst", category="Checks",
+               labels={"dataset": "{dataset}", "scope": "all"}),
     params:
         check=section("check", "{dataset}"),
         scope="",  # check_ci: " --scope ci"
     log:
         "logs/{dataset}/check.log",
+    resources:
+        **cluster("check"),
     conda:
         ENV
     shell:
@@ -76,7 +85,8 @@ use rule check as check_ci with:
         lambda w: metrics(w.dataset, "ci"),
         "pipeline/check.py",
     output:
-        "results/{dataset}/check-ci.json",
+        report("results/{dataset}/check-ci.json", caption="../report/check.rst", category="Checks",
+               labels={"dataset": "{dataset}", "scope": "ci"}),
     params:
         check=section("check", "{dataset}"),
         scope=" --scope ci",

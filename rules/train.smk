@@ -15,13 +15,17 @@ rule train:
     output:
         "models/{dataset}/{method}/seed{seed}.pt",
         "results/{dataset}/{method}/seed{seed}/train/curves.csv",
-        "results/{dataset}/{method}/seed{seed}/train/curves.png",
+        report("results/{dataset}/{method}/seed{seed}/train/curves.png", caption="../report/curves.rst",
+               category="Training curves", subcategory="{dataset}",
+               labels={"dataset": "{dataset}", "method": "{method}", "seed": "{seed}"}),
     params:
         nets=section("datasets", "{dataset}", "nets"),
         method=section("datasets", "{dataset}", "methods", "{method}"),
     log:
         "logs/{dataset}/{method}/seed{seed}/train.log",
-    threads: workflow.cores
+    threads: cores("train")
+    resources:
+        **cluster("train"),
     conda:
         ENV
     shell:
@@ -46,6 +50,8 @@ rule import_official:
     log:
         "logs/cifar10/official/import.log",
     priority: 95
+    resources:
+        **cluster("import_official"),
     conda:
         ENV
     shell:
