@@ -5,6 +5,8 @@
 from snakemake.utils import validate
 
 configfile: "params.yaml"
+# `snakemake --report results/report.html`: this description, then every output marked report().
+report: "report/workflow.rst"
 validate(config, "pipeline/schema.yaml")
 
 
