@@ -41,13 +41,13 @@ def cores(rule):
 
 
 # Cluster resources (profiles/slurm; README "On a cluster"). Per rule: (mem_mb, runtime in minutes,
-# cpus_per_task) for digits, then for a paper dataset (None: the rule does not run there). Digits:
+# cpus_per_task) for digits, then for a paper dataset (None: not run there). For digits,
 # the whole chain takes minutes on 2 CPU cores, no GPU. Paper datasets (benchmarks/RESULTS.md, 2-core
 # CPU): Inception features 12.12 h per 150,000 images and 3.87 GB RSS at 10,000 images (+29 KB per
 # image) -> score/reference 8 cores, 16-24 GB, 12 h; train 1,000,000 iterations whose GPU time is
 # unmeasured -> 48 h slots, and a job stopped by its time limit resumes from state/ when resubmitted.
 # The experiments (completion, reconstruction, interpolation, trajectory) are sized like sample.
-# Override per rule with `set-resources:` in the profile or --set-resources.
+# Overrides: `set-resources` in the profile, or --set-resources on the command line.
 CLUSTER = {
     "prepare": ((2000, 10, 1), (16000, 120, 2)),
     "reference": (None, (16000, 720, 8)),
