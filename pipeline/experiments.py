@@ -50,11 +50,11 @@ def complete(models: dict[str, nn.Module], x: torch.Tensor, langevin: dict, chun
     step (by selection: bit-exact).
     """
     out: dict[str, list[torch.Tensor]] = {"masked": [], "vae": [], "completed": []}
+    steps, step_size, ref_sigma, noise = _lv(langevin)
     for xb in _chunks(x, chunk):
         keep = visible_mask(xb)
         masked = torch.where(keep, xb, torch.full_like(xb, fill))
         vae = torch.where(keep, xb, encode_decode(models, masked))
-        steps, step_size, ref_sigma, noise = _lv(langevin)
         completed = revise(models["ebm"], vae, steps, step_size, ref_sigma, noise, generator, keep=keep)
         for k, v in (("masked", masked), ("vae", vae), ("completed", completed)):
             out[k].append(v)
@@ -65,9 +65,9 @@ def reconstruct(models: dict[str, nn.Module], x: torch.Tensor, langevin: dict, c
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """{``vae``: g(μ_φ(x)), ``refined``: its Langevin revision} for real images ``x``."""
     out: dict[str, list[torch.Tensor]] = {"vae": [], "refined": []}
+    steps, step_size, ref_sigma, noise = _lv(langevin)
     for xb in _chunks(x, chunk):
         vae = encode_decode(models, xb)
-        steps, step_size, ref_sigma, noise = _lv(langevin)
         out["vae"].append(vae)
         out["refined"].append(revise(models["ebm"], vae, steps, step_size, ref_sigma, noise, generator))
     return {k: torch.cat(v) for k, v in out.items()}

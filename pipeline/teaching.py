@@ -182,8 +182,7 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
     if record is not None:
         record.update(x_tilde=x_tilde, langevin_grads=grads, x_hat=x_hat, f_x_hat=f_hat.detach(),
                       f_x_data=f_data.detach())
-    with torch.no_grad():
-        revision = (x_hat - x_tilde).pow(2).flatten(1).sum(1).sqrt().mean()
+    revision = revision_l2(x_hat, x_tilde)
     return {
         "loss_ebm": loss_ebm.detach(),
         "energy_gap": gap,
@@ -192,6 +191,12 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
         "vae_kl": kl.detach(),
         "revision_l2": revision,
     }
+
+
+def revision_l2(x_hat: torch.Tensor, x_start: torch.Tensor) -> torch.Tensor:
+    """Mean per-image L2 distance the Langevin revision moved the chains (a training curve)."""
+    with torch.no_grad():
+        return (x_hat - x_start).pow(2).flatten(1).sum(1).sqrt().mean()
 
 
 def learn_ebm(tr: Trainer, cfg: dict, x_hat: torch.Tensor, x_data: torch.Tensor
@@ -230,9 +235,7 @@ def ebm_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[s
         x_hat = revise(tr.models["ebm"], x0, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"],
                        tr.generator)
     _, _, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
-    with torch.no_grad():
-        revision = (x_hat - x0).pow(2).flatten(1).sum(1).sqrt().mean()
-    return {"loss_ebm": loss_ebm, "energy_gap": gap, "revision_l2": revision}
+    return {"loss_ebm": loss_ebm, "energy_gap": gap, "revision_l2": revision_l2(x_hat, x0)}
 
 
 def coopnets_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int,
@@ -258,9 +261,8 @@ def coopnets_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int,
     tr.optims["gen"].zero_grad(set_to_none=True)
     loss_gen.backward()
     tr.optims["gen"].step()
-    with torch.no_grad():
-        revision = (x_hat - x_tilde).pow(2).flatten(1).sum(1).sqrt().mean()
-    return {"loss_ebm": loss_ebm, "energy_gap": gap, "loss_gen": loss_gen.detach(), "revision_l2": revision}
+    return {"loss_ebm": loss_ebm, "energy_gap": gap, "loss_gen": loss_gen.detach(),
+            "revision_l2": revision_l2(x_hat, x_tilde)}
 
 
 def vae_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int) -> dict[str, torch.Tensor]:
