@@ -105,6 +105,12 @@ def test_digits_chain_on_slurm(tmp_path):
     context = f"slurm_local.sh rc {proc.returncode}\n{proc.stderr[-3000:]}\n" + "\n".join(
         f"--- {k}\n{v[-2500:]}" for k, v in sorted(logs.items()))
     print(context)  # kept by pytest on failure, and the sinfo/sacct record of a passing run with -s
+    record = os.environ.get("PIPELINE_SLURM_RECORD")  # .ci/run prints the cluster's record of its jobs
+    if record:
+        Path(record).mkdir(parents=True, exist_ok=True)
+        for name in ("sinfo.txt", "sacct1.txt", "sacct2.txt", "cancelled.jobid"):
+            if name in logs:
+                Path(record, name).write_text(logs[name])
     assert proc.returncode == 0, context
 
     # 1. Every Snakemake job ran as its own SLURM job, and each of those completed.
