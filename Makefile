@@ -21,7 +21,7 @@ reproduce: install
 	snakemake --cores all --forceall digits
 
 test: install
-	python -m pytest -q -ra
+	python -m pytest -q -ra --durations=12
 
 # On a CUDA machine, in ≤ 8 minutes: the CIFAR-10 chain on fixtures, then the benchmark at the paper
 # configuration; tables in benchmarks/gpu_check/cuda.md. Installs nothing (GPU machines may be
