@@ -140,6 +140,35 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
     return row
 
 
+def _from_csv(row: dict) -> dict:
+    """A runs.csv line back as the row ``_run`` wrote (numbers as numbers, empty cells dropped)."""
+    out: dict = {}
+    for k, v in row.items():
+        if v in ("", None):
+            continue
+        out[k] = v if k in ("perturb", "ckpt_md5", "error") else (int(v) if k == "seed" else float(v))
+    return out
+
+
+def _recorded(out: Path) -> list[dict]:
+    """Every run recorded under ``out``: the committed ``runs.csv`` and the run directories of this machine.
+
+    The run directories (``runs/<perturb>-s<seed>/row.json``) are not committed, so a fresh clone knows
+    the earlier runs only from ``runs.csv``; a run directory wins where both hold the same run.
+    """
+    rows: dict[tuple, dict] = {}
+    csv_path = out / "runs.csv"
+    if csv_path.exists():
+        with csv_path.open(newline="") as f:
+            for r in csv.DictReader(f):
+                r = _from_csv(r)
+                rows[(r["perturb"], r["seed"])] = r
+    for f in sorted((out / "runs").glob("*/row.json")):
+        r = json.loads(f.read_text())
+        rows[(r["perturb"], r["seed"])] = r
+    return sorted(rows.values(), key=lambda r: (r["perturb"], r["seed"]))
+
+
 def _summary(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     out: dict = {"runs": len(rows), "failed": len(rows) - len(ok)}
@@ -230,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     sets = [(k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set)]
     methods = ("coopvaebm",) if args.skip_vae else METHODS
     # Seed-major order: runs stopped early still cover every perturbation evenly.
-    jobs = [] if args.summarise else [(s, q) for s in _seeds(args.seeds) for q in args.perturb]
+    done = {(r["perturb"], r["seed"]) for r in _recorded(args.out) if "error" not in r}
+    jobs = [] if args.summarise else [(s, q) for s in _seeds(args.seeds) for q in args.perturb if (q, s) not in done]
+    if done and not args.summarise:
+        print(f"{len(done)} runs already recorded under {args.out} (runs.csv or runs/): not rerun", flush=True)
     rows = []
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futs = {pool.submit(_run, s, q, args.out, sets, methods): (s, q) for s, q in jobs}
@@ -238,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             row = f.result()
             rows.append(row)
             print(json.dumps(row), flush=True)
-    # The tables cover every run recorded under --out, from this call and earlier ones.
-    rows = [json.loads(f.read_text()) for f in sorted((args.out / "runs").glob("*/row.json"))]
-    rows.sort(key=lambda r: (r["perturb"], r["seed"]))
+    rows = _recorded(args.out)
     buf = io.StringIO()
     fields = ["perturb", "seed", "revised", "vae_own", "vae_baseline", "floor", "ckpt_md5", "minutes", "error"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
