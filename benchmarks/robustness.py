@@ -55,6 +55,27 @@ PERTURB = {
 METHODS = ("coopvaebm", "vae")
 
 
+# The first 13 runs (2026-11-28) were recorded before runs carried a machine label; they share one CPU
+# model (their floors at one thread count agree to every digit), not the one of later sessions.
+MACHINE_A = "2-core x86-64, AVX-512 (2026-11-28)"
+
+
+def _this_machine() -> str:
+    """CPU model name, whether it has AVX-512, and today's date: what tells one session's machine from another's."""
+    model = "unknown CPU"
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    isa = "AVX-512" if "avx512f" in flags else "no AVX-512"
+    return f"{model}, {isa} ({time.strftime('%Y-%m-%d')})"
+
+
 def _seeds(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
@@ -87,7 +108,10 @@ def _pipeline(stages: list[tuple], work: Path, perturb: str) -> str | None:
 
 
 def _classifier(perturb: str, out: Path) -> tuple[Path, float]:
-    """The feature classifier and the real-data floor, made under the perturbation (as another machine would)."""
+    """The feature classifier and the real-data floor, made under the perturbation (as another machine would).
+
+    Made anew on every machine (the directory is not committed): its floor differs between CPU models.
+    """
     work = out / f"classifier-{perturb}"
     metrics = work / paths.metrics("digits", "real")
     if not metrics.exists():
@@ -102,9 +126,14 @@ def _classifier(perturb: str, out: Path) -> tuple[Path, float]:
     return work / "models" / "digits" / "classifier.pt", json.loads(metrics.read_text())["fd_digits"]
 
 
-def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], methods: tuple[str, ...]) -> dict:
+def _slug(machine: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in machine).strip("-").lower()
+
+
+def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], methods: tuple[str, ...],
+         machine: str) -> dict:
     clf, floor = _classifier(perturb, out)
-    work = out / "runs" / f"{perturb}-s{seed}"
+    work = out / "runs" / f"{_slug(machine)}-{perturb}-s{seed}"
     done = work / "row.json"
     if done.exists() and "error" not in json.loads(done.read_text()):
         return json.loads(done.read_text())
@@ -123,12 +152,12 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
     t0 = time.perf_counter()
     err = _pipeline([(stage, m, seed) for m in methods for stage in ("train", "sample", "score")], work, perturb)
     if err:
-        row = {"seed": seed, "perturb": perturb, "error": err}
+        row = {"machine": machine, "seed": seed, "perturb": perturb, "error": err}
         write_json(done, row)
         return row
     metrics = {m: json.loads((work / paths.metrics("digits", m, seed)).read_text()) for m in methods}
     ckpt = work / paths.checkpoint("digits", "coopvaebm", seed)
-    row = {"seed": seed, "perturb": perturb, "minutes": round((time.perf_counter() - t0) / 60, 2),
+    row = {"machine": machine, "seed": seed, "perturb": perturb, "minutes": round((time.perf_counter() - t0) / 60, 2),
            "revised": metrics["coopvaebm"]["fd_digits"], "vae_own": metrics["coopvaebm"]["fd_digits_vae"],
            "vae_baseline": metrics["vae"]["fd_digits"] if "vae" in metrics else None, "floor": floor,
            "ckpt_md5": hashlib.md5(ckpt.read_bytes()).hexdigest()[:12]}
@@ -146,7 +175,7 @@ def _from_csv(row: dict) -> dict:
     for k, v in row.items():
         if v in ("", None):
             continue
-        out[k] = v if k in ("perturb", "ckpt_md5", "error") else (int(v) if k == "seed" else float(v))
+        out[k] = v if k in ("machine", "perturb", "ckpt_md5", "error") else (int(v) if k == "seed" else float(v))
     return out
 
 
@@ -161,12 +190,17 @@ def _recorded(out: Path) -> list[dict]:
     if csv_path.exists():
         with csv_path.open(newline="") as f:
             for r in csv.DictReader(f):
-                r = _from_csv(r)
-                rows[(r["perturb"], r["seed"])] = r
+                r = {"machine": MACHINE_A, **_from_csv(r)}
+                rows[_key(r)] = r
     for f in sorted((out / "runs").glob("*/row.json")):
         r = json.loads(f.read_text())
-        rows[(r["perturb"], r["seed"])] = r
-    return sorted(rows.values(), key=lambda r: (r["perturb"], r["seed"]))
+        rows[_key(r)] = r
+    return sorted(rows.values(), key=_key)
+
+
+def _key(row: dict) -> tuple[str, str, int]:
+    """A run is (machine, perturbation, seed): the same seed and perturbation on another CPU is another run."""
+    return (row.get("machine", MACHINE_A), row["perturb"], row["seed"])
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -193,11 +227,13 @@ def _num(x: float | None) -> str:
 def _markdown(rows: list[dict], summary: dict) -> str:
     """The runs and their distribution as markdown (the README quotes it)."""
     ok = [r for r in rows if "error" not in r]
-    lines = ["| perturbation | seed | coopvaebm fd_digits (revised) | coopvaebm fd_digits (own VAE) | vae fd_digits "
-             "| floor | checkpoint md5 |", "|---|---:|---:|---:|---:|---:|---|"]
+    ids = _machine_ids(ok)
+    lines = ["| machine | perturbation | seed | coopvaebm fd_digits (revised) | coopvaebm fd_digits (own VAE) "
+             "| vae fd_digits | floor | checkpoint md5 |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in ok:
-        lines.append(f"| {r['perturb']} | {r['seed']} | {r['revised']:.2f} | {r['vae_own']:.2f} | "
+        lines.append(f"| {ids[_key(r)[0]]} | {r['perturb']} | {r['seed']} | {r['revised']:.2f} | {r['vae_own']:.2f} | "
                      f"{_num(r['vae_baseline'])} | {r['floor']:.3f} | `{r['ckpt_md5']}` |")
+    lines += [""] + [f"Machine {i}: {m}." for m, i in ids.items()]
     lines += ["", "| | mean ± std | min | median | max |", "|---|---|---|---|---|"]
     for k, label in (("revised", "coopvaebm (revised)"), ("vae_own", "coopvaebm (own VAE)"),
                      ("vae_baseline", "vae baseline"), ("floor", "real test split (floor)")):
@@ -212,6 +248,11 @@ def _markdown(rows: list[dict], summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine_ids(rows: list[dict]) -> dict[str, str]:
+    """Machines by their first letter A, B, ... in the order of their labels (the table's short column)."""
+    return {m: chr(ord("A") + i) for i, m in enumerate(sorted({_key(r)[0] for r in rows}))}
+
+
 def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -221,16 +262,18 @@ def _plot(rows: list[dict], path: Path) -> None:
     ok = [r for r in rows if "error" not in r]
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
     keys = [("revised", "coopvaebm (revised)"), ("vae_own", "coopvaebm (own VAE)"), ("vae_baseline", "vae baseline")]
-    perturbs = sorted({r["perturb"] for r in ok})
+    ids = _machine_ids(ok)
+    perturbs = sorted({(ids[_key(r)[0]], r["perturb"]) for r in ok})
     for i, (k, label) in enumerate(keys):
         for j, p in enumerate(perturbs):
-            vals = [r[k] for r in ok if r["perturb"] == p and r.get(k) is not None]
-            x = [i + (j - (len(perturbs) - 1) / 2) * 0.18] * len(vals)
-            ax.scatter(x, vals, s=14, alpha=0.8, label=p if i == 0 else None, color=f"C{j}")
+            vals = [r[k] for r in ok if (ids[_key(r)[0]], r["perturb"]) == p and r.get(k) is not None]
+            x = [i + (j - (len(perturbs) - 1) / 2) * min(0.18, 0.8 / len(perturbs))] * len(vals)
+            ax.scatter(x, vals, s=14, alpha=0.8, label=f"{p[0]} {p[1]}" if i == 0 else None, color=f"C{j}",
+                       marker="os^D"[ord(p[0]) % 4])
     ax.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=8)
     ax.set_ylabel("fd_digits (lower is better)", fontsize=8)
     ax.set_title(f"digits: {len(ok)} runs (seeds × perturbations)", fontsize=9)
-    ax.legend(fontsize=7, title="perturbation", title_fontsize=7)
+    ax.legend(fontsize=6, title="machine, perturbation", title_fontsize=6)
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
     plt.close(fig)
@@ -247,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a digits coopvaebm hyperparameter (YAML value), e.g. ebm_optim.lr=0.004")
     p.add_argument("--skip-vae", action="store_true", help="train only coopvaebm (exploring its configuration)")
+    p.add_argument("--machine", default=_this_machine(),
+                   help="label of this machine in the record (default: CPU model, ISA and date: %(default)s)")
     p.add_argument("--summarise", action="store_true", help="run nothing: rewrite the tables from the recorded runs")
     args = p.parse_args(argv)
     args.out = args.out.resolve()  # runs link to the classifier by absolute path
@@ -259,20 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     sets = [(k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set)]
     methods = ("coopvaebm",) if args.skip_vae else METHODS
     # Seed-major order: runs stopped early still cover every perturbation evenly.
-    done = {(r["perturb"], r["seed"]) for r in _recorded(args.out) if "error" not in r}
-    jobs = [] if args.summarise else [(s, q) for s in _seeds(args.seeds) for q in args.perturb if (q, s) not in done]
+    done = {_key(r) for r in _recorded(args.out) if "error" not in r}
+    jobs = [] if args.summarise else [(s, q) for s in _seeds(args.seeds) for q in args.perturb
+                                      if (args.machine, q, s) not in done]
     if done and not args.summarise:
         print(f"{len(done)} runs already recorded under {args.out} (runs.csv or runs/): not rerun", flush=True)
     rows = []
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futs = {pool.submit(_run, s, q, args.out, sets, methods): (s, q) for s, q in jobs}
+        futs = {pool.submit(_run, s, q, args.out, sets, methods, args.machine): (s, q) for s, q in jobs}
         for f in cf.as_completed(futs):
             row = f.result()
             rows.append(row)
             print(json.dumps(row), flush=True)
     rows = _recorded(args.out)
     buf = io.StringIO()
-    fields = ["perturb", "seed", "revised", "vae_own", "vae_baseline", "floor", "ckpt_md5", "minutes", "error"]
+    fields = ["machine", "perturb", "seed", "revised", "vae_own", "vae_baseline", "floor", "ckpt_md5", "minutes", "error"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)

@@ -11,6 +11,7 @@ import importlib
 import io
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -93,12 +94,14 @@ def run_cfg(params: dict, dataset: str, method: str, seed: int) -> dict:
 
 
 def train(params: dict, dataset: str, method: str, seed: int = 0, device: str | None = None,
-          progress: bool = True) -> None:
+          progress: bool = True, on_epoch_end: Callable[[int, dict[str, torch.nn.Module]], None] | None = None) -> None:
     """Train ``method`` with training seed ``seed``; write the checkpoint and the training curves.
 
     The seed sets the nets' initialisation and the trainer's RNG (proposals, Langevin noise, the
     encoder's ε). Resumes a killed run from ``state/<dataset>/<method>/seed<k>/`` (``pipeline.resume``);
     a divergence raises ``DivergenceError``, keeps the last good state there and writes no declared output.
+    ``on_epoch_end(epoch, models)``, when given, sees the nets after every epoch (studies of the
+    training trajectory, ``benchmarks/epochs.py``); it must not change them or draw from torch's RNG.
     """
     from pipeline import resume
     from pipeline.nets import build_models
@@ -134,7 +137,8 @@ def train(params: dict, dataset: str, method: str, seed: int = 0, device: str | 
         resume.save_state(state, fp, trainer_state(trainer), iteration, rows_so_far)
 
     try:
-        curves = run_training(method, trainer, x, mcfg, dcfg["nets"]["z_dim"], start, rows, save, progress=progress)
+        curves = run_training(method, trainer, x, mcfg, dcfg["nets"]["z_dim"], start, rows, save, progress=progress,
+                              on_epoch_end=None if on_epoch_end is None else lambda e: on_epoch_end(e, models))
     except DivergenceError as exc:
         raise DivergenceError(resume.divergence_message(str(exc), state, exc.last_good, outputs), exc.iteration,
                               exc.last_good) from None

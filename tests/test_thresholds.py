@@ -56,7 +56,7 @@ def test_every_recorded_run_passes_the_digits_thresholds():
         values = _values(row)
         for r in evaluate(rules, values.__getitem__):
             if not r["ok"]:
-                failures.append(f"{row['perturb']} seed {row['seed']}: {r['rule']}")
+                failures.append(f"{row['machine']} {row['perturb']} seed {row['seed']}: {r['rule']}")
     assert not failures, "thresholds crossed by recorded runs:\n" + "\n".join(failures)
 
 
