@@ -49,6 +49,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
         ax.plot(ep, [r["revised"] for r in rows], "o-", ms=3, label="revised (x̂)")
     if all(r.get("vae_own") is not None for r in rows):
         ax.plot(ep, [r["vae_own"] for r in rows], "s-", ms=3, label="proposal (x̃)")
+    ax.set_yscale("log")  # early epochs score 10x the late ones
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel("fd_digits (lower is better)", fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -69,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classifier", type=Path, default=ROOT / "models/digits/classifier.pt",
                    help="the digits feature classifier (default: %(default)s; make it with the classifier stage)")
     p.add_argument("--out", type=Path, required=True, help="CSV to write (a PNG of the curve is written beside it)")
+    p.add_argument("--plot-only", action="store_true", help="train nothing: redraw the PNG from the CSV at --out")
     args = p.parse_args(argv)
+    title = f"{args.method} seed {args.seed}, {args.perturb} ({', '.join(args.set) or 'params.yaml'})"
+    if args.plot_only:
+        with args.out.open(newline="") as f:
+            rows = [{k: (float(v) if v else None) for k, v in r.items()} for r in csv.DictReader(f)]
+        _plot(rows, args.out.with_suffix(".png"), title)
+        return 0
     os.environ.update(PERTURB[args.perturb])
     for need in (ROOT / "data/prepared/digits.npz", args.classifier):
         if not need.exists():
@@ -135,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     w.writeheader()
     w.writerows(rows)
     write_text(args.out, buf.getvalue())
-    sets = ", ".join(args.set) or "params.yaml"
-    _plot(rows, args.out.with_suffix(".png"), f"{args.method} seed {args.seed}, {args.perturb} ({sets})")
+    _plot(rows, args.out.with_suffix(".png"), title)
     print(f"trained in {minutes:.1f} min; wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0
 

@@ -1,0 +1,66 @@
+"""benchmarks/robustness.py keeps its record: a fresh clone extends runs.csv instead of overwriting it.
+
+The per-run directories are not committed, so the committed runs.csv is the record; a run is
+(machine, perturbation, seed), so the same seed on another CPU is a new run, not a duplicate.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("robustness", ROOT / "benchmarks" / "robustness.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(**kw) -> dict:
+    base = {"seed": 0, "perturb": "t2", "revised": 2.5, "vae_own": 4.5, "vae_baseline": 4.4, "floor": 0.33,
+            "ckpt_md5": "aaaa", "minutes": 6.0}
+    return {**base, **kw}
+
+
+def test_summarise_keeps_the_committed_runs_and_adds_new_machines(tmp_path):
+    rob = _module()
+    out = tmp_path / "robustness"
+    shutil.copytree(ROOT / "benchmarks" / "robustness", out, ignore=shutil.ignore_patterns("runs", "classifier-*"))
+    with (ROOT / "benchmarks" / "robustness" / "runs.csv").open() as f:
+        committed = list(csv.DictReader(f))
+    first = rob._from_csv(committed[0])
+    # the same (perturbation, seed) as a committed run, on another machine: a new run
+    other = _row(machine="Z: another CPU (2030-01-01)", seed=first["seed"], perturb=first["perturb"],
+                 ckpt_md5="zzzz")
+    (out / "runs" / "z").mkdir(parents=True)
+    (out / "runs" / "z" / "row.json").write_text(json.dumps(other))
+    assert rob.main(["--summarise", "--out", str(out)]) == 0
+    with (out / "runs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(committed) + 1
+    assert {r["ckpt_md5"] for r in committed} < {r["ckpt_md5"] for r in rows}
+    assert all(r["machine"] for r in rows)  # the committed runs get their machine's label
+    assert json.loads((out / "summary.json").read_text())["runs"] == len(committed) + 1
+    assert "Machine " in (out / "runs.md").read_text()
+
+
+def test_a_run_directory_replaces_the_same_run_in_runs_csv(tmp_path):
+    rob = _module()
+    out = tmp_path / "robustness"
+    out.mkdir()
+    old = _row(machine="M", ckpt_md5="old")
+    with (out / "runs.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(old))
+        w.writeheader()
+        w.writerow(old)
+    (out / "runs" / "m-t2-s0").mkdir(parents=True)
+    (out / "runs" / "m-t2-s0" / "row.json").write_text(json.dumps(_row(machine="M", ckpt_md5="new")))
+    rows = rob._recorded(out)
+    assert [r["ckpt_md5"] for r in rows] == ["new"]
+    assert isinstance(rows[0]["seed"], int) and isinstance(rows[0]["revised"], float)
