@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from robustness import PERTURB, _override  # noqa: E402  (torch-free: the environment is set first)
+from robustness import PERTURB, _override, save_figure  # noqa: E402  (torch-free: the environment is set first)
 
-from pipeline.atomic import write_text, write_with  # noqa: E402
+from pipeline.atomic import write_text  # noqa: E402
 
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:
@@ -54,9 +54,7 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     ax.set_ylabel("fd_digits (lower is better)", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

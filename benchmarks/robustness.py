@@ -274,6 +274,13 @@ def _plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("fd_digits (lower is better)", fontsize=8)
     ax.set_title(f"digits: {len(ok)} runs (seeds × perturbations)", fontsize=9)
     ax.legend(fontsize=6, title="machine, perturbation", title_fontsize=6)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically, without the version stamp (same bytes on every rerun)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None}))
     plt.close(fig)
