@@ -216,7 +216,19 @@ def _summary(rows: list[dict]) -> dict:
     out["beats_vae_baseline"] = sum(r["revised"] < r["vae_baseline"] for r in both)
     out["margin_own_min"] = min((r["vae_own"] - r["revised"] for r in ok), default=None)
     out["margin_baseline_min"] = min((r["vae_baseline"] - r["revised"] for r in both), default=None)
+    if len(both) >= 2:
+        out["mean_gate_fails"] = mean_gate_fails([r["revised"] - r["vae_baseline"] for r in both])
     return out
+
+
+def mean_gate_fails(diffs: list[float], ks: tuple[int, ...] = (1, 3, 5, 8), draws: int = 200_000) -> dict[str, float]:
+    """P(mean of k runs' (revised − vae) ≥ 0): how often a CI gate "coopvaebm beats vae on the mean of k
+    trainings" would fail, resampling the recorded differences with replacement (fixed RNG)."""
+    import numpy as np
+
+    d = np.asarray(diffs, dtype=float)
+    rng = np.random.default_rng(0)
+    return {str(k): float((d[rng.integers(0, len(d), size=(draws, k))].mean(axis=1) >= 0).mean()) for k in ks}
 
 
 def _num(x: float | None) -> str:
@@ -245,6 +257,10 @@ def _markdown(rows: list[dict], summary: dict) -> str:
     lines += ["", f"Revision improves the VAE's own samples in {summary['revision_improves_vae']} of {n} runs "
               f"(smallest margin {_num(summary['margin_own_min'])}); beats the vae baseline in "
               f"{summary['beats_vae_baseline']} of {n} (smallest margin {_num(summary['margin_baseline_min'])})."]
+    if "mean_gate_fails" in summary:
+        lines += ["", "A gate \"coopvaebm beats vae on the mean of k trainings\" would fail with probability "
+                  + ", ".join(f"{100 * p:.1f}% (k = {k})" for k, p in summary["mean_gate_fails"].items())
+                  + " (the recorded differences resampled with replacement)."]
     return "\n".join(lines) + "\n"
 
 
