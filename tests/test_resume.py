@@ -159,6 +159,26 @@ def test_resumed_run_is_bit_identical(workdir, monkeypatch, caplog, which, every
     assert not state.parent.exists()
 
 
+def test_epoch_hook_sees_every_epoch_and_changes_nothing(workdir):
+    """``on_epoch_end`` (benchmarks/epochs.py) gets the nets after each epoch; the run's bytes stay the same."""
+    ckpt = paths.checkpoint("digits", "coopvaebm", 0)
+    train_in_process()
+    whole = workdir / "whole.pt"
+    shutil.move(ckpt, whole)
+    seen: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def hook(epoch: int, models: dict) -> None:
+        seen.append((epoch, {f"{n}.{k}": v.detach().clone() for n, m in models.items() for k, v in m.state_dict().items()}))
+
+    params = shrink(load_params("params.yaml"), "coopvaebm")
+    stages.train(params, "digits", "coopvaebm", 0, "cpu", progress=False, on_epoch_end=hook)
+    assert [e for e, _ in seen] == list(range(TINY["epochs"]))
+    assert_same_weights(whole, ckpt)
+    last = seen[-1][1]
+    assert all(torch.equal(last[k], v) for k, v in tensors(ckpt).items()), "the last epoch's nets are the checkpoint's"
+    assert not torch.equal(seen[0][1]["ebm.0.weight"], last["ebm.0.weight"]), "the hook saw the training move"
+
+
 def test_state_of_another_config_is_refused_naming_the_keys(workdir, monkeypatch):
     with monkeypatch.context() as m:
         interrupt_at(m, 5)
