@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline import stages
     from pipeline.config import dataset_cfg
     from pipeline.metrics import fidelity_scores
-    from pipeline.nets import build_models
     from pipeline.sample import generate
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -121,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     scfg = dcfg["score"]
     rows = []
     for epoch, states in snaps:
-        nets = build_models(arch["channels"], arch["size"], dcfg["nets"])
-        models = {}
-        for k, st in states.items():
-            nets[k].load_state_dict(st)
-            models[k] = nets[k].to(memory_format=torch.channels_last)
+        models = stages.models_from_states(arch, states, torch.device("cpu"))
         gen = torch.Generator()
         gen.manual_seed(dcfg["sample"]["seed"])
         # as the sample stage: chains of n_chains with the test-time Langevin, or the VAE alone in batches

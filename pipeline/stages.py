@@ -198,8 +198,6 @@ def _write_curves(rows: list[dict], csv_path: Path, png_path: Path, title: str) 
 
 def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: torch.device, seed: int = 0) -> dict:
     """Load a checkpoint with ``weights_only=True`` and rebuild its nets; refuse one from another config."""
-    from pipeline.nets import build_models
-
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found: run the train stage "
                                 f"(python -m pipeline train --dataset {dataset} --method {method} --seed {seed}).")
@@ -210,9 +208,16 @@ def load_checkpoint(path: Path, dataset: str, method: str, arch: dict, device: t
                 if ckpt["arch"].get(k) != arch.get(k)}
         raise RuntimeError(f"{path} was trained with another architecture than params.yaml asks for "
                            f"(key: (checkpoint, params)) {diff}. Retrain, or restore the params it was made with.")
+    return models_from_states(arch, ckpt["models"], device)
+
+
+def models_from_states(arch: dict, states: dict[str, dict], device: torch.device) -> dict[str, torch.nn.Module]:
+    """Nets of ``arch`` holding the given state dicts (by net name), on ``device``, channels-last as in training."""
+    from pipeline.nets import build_models
+
     models = build_models(arch["channels"], arch["size"], {k: arch[k] for k in arch if k not in ("channels", "size")})
     out = {}
-    for name, state in ckpt["models"].items():
+    for name, state in states.items():
         models[name].load_state_dict(state)
         out[name] = models[name].to(device, memory_format=torch.channels_last)
     return out
