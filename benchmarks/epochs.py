@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     mcfg = params["datasets"]["digits"]["methods"][args.method]
     mcfg["seeds"] = [args.seed]
     for k, _, v in (s.partition("=") for s in args.set):
-        _override(mcfg, k, yaml.safe_load(v))
+        _override(mcfg, k, yaml.safe_load(v), args.method)
     snaps: list[tuple[int, dict]] = []
 
     def keep(epoch: int, models: dict) -> None:

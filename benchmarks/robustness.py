@@ -16,7 +16,8 @@ of the vae baseline, and the md5 of the coopvaebm checkpoint, so a perturbation 
 byte is visible; the feature classifier and the real-data floor are also made under each
 perturbation, as another machine would make them), then the distribution; writes ``runs.csv``, ``summary.json`` and ``fd.png`` to
 ``--out``. ``--set key=value`` overrides a digits coopvaebm hyperparameter (dotted, e.g.
-``--set ebm_optim.lr=0.004``), for exploring configurations.
+``--set ebm_optim.lr=0.004``), ``--set vae:key=value`` one of the vae baseline (``--set vae:epochs=200``),
+for exploring configurations; a configuration's runs belong in their own ``--out``.
 
     python benchmarks/robustness.py --seeds 0-9 --perturb t1 t2 --jobs 2
 """
@@ -84,13 +85,30 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def _override(cfg: dict, dotted: str, value) -> None:
+def _override(cfg: dict, dotted: str, value, section: str = "coopvaebm") -> None:
     *keys, last = dotted.split(".")
     for k in keys:
+        if not isinstance(cfg.get(k), dict):
+            raise SystemExit(f"--set {dotted}: no such key in the digits {section} section of params.yaml")
         cfg = cfg[k]
     if last not in cfg:
-        raise SystemExit(f"--set {dotted}: no such key in the digits coopvaebm section of params.yaml")
+        raise SystemExit(f"--set {dotted}: no such key in the digits {section} section of params.yaml")
     cfg[last] = value
+
+
+def parse_sets(texts: list[str]) -> list[tuple[str, str, object]]:
+    """``[METHOD:]KEY=VALUE`` strings as (method, dotted key, YAML value); the method defaults to coopvaebm."""
+    out = []
+    for text in texts:
+        lhs, eq, value = text.partition("=")
+        method, colon, key = lhs.rpartition(":")
+        if not eq or not key:
+            raise SystemExit(f"--set {text}: expected [METHOD:]KEY=VALUE, e.g. vae:epochs=200")
+        method = method if colon else "coopvaebm"
+        if method not in METHODS:
+            raise SystemExit(f"--set {text}: method {method!r} is not one of {', '.join(METHODS)}")
+        out.append((method, key, yaml.safe_load(value)))
+    return out
 
 
 def _pipeline(stages: list[tuple], work: Path, perturb: str) -> str | None:
@@ -130,7 +148,17 @@ def _slug(machine: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in machine).strip("-").lower()
 
 
-def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], methods: tuple[str, ...],
+def run_params(seed: int, sets: list[tuple[str, str, object]]) -> dict:
+    """The project's params.yaml as one run sees it: both methods trained at ``seed``, ``sets`` applied."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for m in METHODS:  # the run's training seed must be one of the method's seeds
+        params["datasets"]["digits"]["methods"][m]["seeds"] = [seed]
+    for m, k, v in sets:
+        _override(params["datasets"]["digits"]["methods"][m], k, v, m)
+    return params
+
+
+def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, str, object]], methods: tuple[str, ...],
          machine: str) -> dict:
     clf, floor = _classifier(perturb, out)
     work = out / "runs" / f"{_slug(machine)}-{perturb}-s{seed}"
@@ -143,12 +171,7 @@ def _run(seed: int, perturb: str, out: Path, sets: list[tuple[str, object]], met
     (work / "models" / "digits").mkdir(parents=True)
     os.symlink(ROOT / "data" / "prepared", work / "data" / "prepared")
     os.symlink(clf, work / "models" / "digits" / "classifier.pt")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for m in METHODS:  # the run's training seed must be one of the method's seeds
-        params["datasets"]["digits"]["methods"][m]["seeds"] = [seed]
-    for k, v in sets:
-        _override(params["datasets"]["digits"]["methods"]["coopvaebm"], k, v)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump(run_params(seed, sets), sort_keys=False))
     t0 = time.perf_counter()
     err = _pipeline([(stage, m, seed) for m in methods for stage in ("train", "sample", "score")], work, perturb)
     if err:
@@ -311,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "robustness",
                    help="directory for runs/, runs.csv, summary.json, fd.png (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a digits coopvaebm hyperparameter (YAML value), e.g. ebm_optim.lr=0.004")
+                   help="override a digits hyperparameter of coopvaebm, or of vae with the prefix vae: "
+                        "(YAML value), e.g. ebm_optim.lr=0.004 or vae:epochs=200")
     p.add_argument("--skip-vae", action="store_true", help="train only coopvaebm (exploring its configuration)")
     p.add_argument("--machine", default=_this_machine(),
                    help="label of this machine in the record (default: CPU model, ISA and date: %(default)s)")
@@ -324,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for q in [] if args.summarise else args.perturb:  # before the pool: one classifier per perturbation
         _classifier(q, args.out)
-    sets = [(k, yaml.safe_load(v)) for k, _, v in (s.partition("=") for s in args.set)]
+    sets = parse_sets(args.set)
+    run_params(0, sets)  # a misspelt key fails now, not in the first run's worker
     methods = ("coopvaebm",) if args.skip_vae else METHODS
     # Seed-major order: runs stopped early still cover every perturbation evenly.
     done = {_key(r) for r in _recorded(args.out) if "error" not in r}
@@ -346,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     w.writeheader()
     w.writerows(rows)
     write_text(args.out / "runs.csv", buf.getvalue())
-    summary = {"overrides": dict(sets), **_summary(rows)}
+    summary = {"overrides": {f"{m}:{k}": v for m, k, v in sets}, **_summary(rows)}
     write_json(args.out / "summary.json", summary)
     write_text(args.out / "runs.md", _markdown(rows, summary))
     _plot(rows, args.out / "fd.png")

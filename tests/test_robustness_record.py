@@ -64,3 +64,24 @@ def test_a_run_directory_replaces_the_same_run_in_runs_csv(tmp_path):
     rows = rob._recorded(out)
     assert [r["ckpt_md5"] for r in rows] == ["new"]
     assert isinstance(rows[0]["seed"], int) and isinstance(rows[0]["revised"], float)
+
+
+def test_set_overrides_coopvaebm_by_default_and_vae_with_its_prefix():
+    rob = _module()
+    sets = rob.parse_sets(["epochs=200", "vae:epochs=150", "ebm_optim.lr=0.004"])
+    assert sets == [("coopvaebm", "epochs", 200), ("vae", "epochs", 150), ("coopvaebm", "ebm_optim.lr", 0.004)]
+    methods = rob.run_params(7, sets)["datasets"]["digits"]["methods"]
+    assert (methods["coopvaebm"]["epochs"], methods["vae"]["epochs"]) == (200, 150)
+    assert methods["coopvaebm"]["ebm_optim"] == {"lr": 0.004, "beta1": 0.5}
+    assert methods["coopvaebm"]["seeds"] == methods["vae"]["seeds"] == [7]
+    assert methods["coopvaebm-noise"]["epochs"] != 200  # the YAML anchor's other users keep their value
+    for bad, says in (("vae:epoch=3", "no such key in the digits vae section"),
+                      ("gan:epochs=3", "method 'gan' is not one of"),
+                      ("ebm_optim.lr.x=1", "no such key in the digits coopvaebm section"),
+                      ("epochs", "expected [METHOD:]KEY=VALUE")):
+        try:
+            rob.run_params(0, rob.parse_sets([bad]))
+        except SystemExit as e:
+            assert says in str(e), (bad, str(e))
+        else:
+            raise AssertionError(f"--set {bad} was accepted")
