@@ -226,6 +226,31 @@ def _key(row: dict) -> tuple[str, str, int]:
     return (row.get("machine", MACHINE_A), row["perturb"], row["seed"])
 
 
+def record_config(out: Path, sets: list[tuple[str, str, object]], summarise: bool) -> dict:
+    """The ``--set`` overrides of the record under ``out`` (``config.json``); refuses to mix configurations.
+
+    The first call that runs anything in an empty ``out`` writes ``config.json``; a record without one
+    (the committed study) holds runs of params.yaml as it is. A later call must set the same overrides,
+    so one record never mixes two configurations; ``--summarise`` reads them and sets nothing.
+    """
+    want = {f"{m}:{k}": v for m, k, v in sets}
+    path = out / "config.json"
+    if path.exists():
+        have = json.loads(path.read_text())["overrides"]
+    elif summarise or _recorded(out):
+        have = {}
+    else:
+        write_json(path, {"overrides": want})
+        return want
+    if not summarise and have != want:
+        def show(o: dict) -> str:
+            return " ".join(f"--set {k}={v}" for k, v in o.items()) or "no --set"
+
+        raise SystemExit(f"{out} records runs made with {show(have)}; this call has {show(want)}. "
+                         "Give this configuration its own --out, or repeat the record's --set.")
+    return have
+
+
 def _summary(rows: list[dict]) -> dict:
     ok = [r for r in rows if "error" not in r]
     out: dict = {"runs": len(rows), "failed": len(rows) - len(ok)}
@@ -263,7 +288,9 @@ def _markdown(rows: list[dict], summary: dict) -> str:
     """The runs and their distribution as markdown (the README quotes it)."""
     ok = [r for r in rows if "error" not in r]
     ids = _machine_ids(ok)
-    lines = ["| machine | perturbation | seed | coopvaebm fd_digits (revised) | coopvaebm fd_digits (own VAE) "
+    lines = [] if not summary.get("overrides") else [
+        "Configuration: params.yaml with " + ", ".join(f"`{k}={v}`" for k, v in summary["overrides"].items()), ""]
+    lines += ["| machine | perturbation | seed | coopvaebm fd_digits (revised) | coopvaebm fd_digits (own VAE) "
              "| vae fd_digits | floor | checkpoint md5 |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in ok:
         lines.append(f"| {ids[_key(r)[0]]} | {r['perturb']} | {r['seed']} | {r['revised']:.2f} | {r['vae_own']:.2f} | "
@@ -346,10 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         print("data/prepared/digits.npz not found: run `python -m pipeline prepare --dataset digits` first",
               file=sys.stderr)
         return 1
-    for q in [] if args.summarise else args.perturb:  # before the pool: one classifier per perturbation
-        _classifier(q, args.out)
     sets = parse_sets(args.set)
     run_params(0, sets)  # a misspelt key fails now, not in the first run's worker
+    overrides = record_config(args.out, sets, args.summarise)
+    for q in [] if args.summarise else args.perturb:  # before the pool: one classifier per perturbation
+        _classifier(q, args.out)
     methods = ("coopvaebm",) if args.skip_vae else METHODS
     # Seed-major order: runs stopped early still cover every perturbation evenly.
     done = {_key(r) for r in _recorded(args.out) if "error" not in r}
@@ -371,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     w.writeheader()
     w.writerows(rows)
     write_text(args.out / "runs.csv", buf.getvalue())
-    summary = {"overrides": {f"{m}:{k}": v for m, k, v in sets}, **_summary(rows)}
+    summary = {"overrides": overrides, **_summary(rows)}
     write_json(args.out / "summary.json", summary)
     write_text(args.out / "runs.md", _markdown(rows, summary))
     _plot(rows, args.out / "fd.png")

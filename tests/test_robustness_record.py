@@ -85,3 +85,33 @@ def test_set_overrides_coopvaebm_by_default_and_vae_with_its_prefix():
             assert says in str(e), (bad, str(e))
         else:
             raise AssertionError(f"--set {bad} was accepted")
+
+
+def test_a_record_keeps_one_configuration(tmp_path):
+    rob = _module()
+    out = tmp_path / "candidate"
+    out.mkdir()
+    sets = rob.parse_sets(["epochs=200", "vae:epochs=200"])
+    assert rob.record_config(out, sets, summarise=False) == {"coopvaebm:epochs": 200, "vae:epochs": 200}
+    assert json.loads((out / "config.json").read_text())["overrides"] == {"coopvaebm:epochs": 200, "vae:epochs": 200}
+    assert rob.record_config(out, sets, summarise=False)["vae:epochs"] == 200  # the same --set again: fine
+    for other in ([], rob.parse_sets(["epochs=200"])):
+        try:
+            rob.record_config(out, other, summarise=False)
+        except SystemExit as e:
+            assert "--set coopvaebm:epochs=200 --set vae:epochs=200" in str(e) and "its own --out" in str(e)
+        else:
+            raise AssertionError(f"runs of {other} were let into a record of another configuration")
+    assert rob.record_config(out, [], summarise=True) == {"coopvaebm:epochs": 200, "vae:epochs": 200}
+    # the committed study has no config.json: its runs are params.yaml's, and a --set call may not join them
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    shutil.copy(ROOT / "benchmarks" / "robustness" / "runs.csv", committed / "runs.csv")
+    assert rob.record_config(committed, [], summarise=False) == {}
+    try:
+        rob.record_config(committed, sets, summarise=False)
+    except SystemExit as e:
+        assert "made with no --set" in str(e)
+    else:
+        raise AssertionError("a --set run was let into the committed record")
+    assert not (committed / "config.json").exists()
