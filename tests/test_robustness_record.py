@@ -115,3 +115,12 @@ def test_a_record_keeps_one_configuration(tmp_path):
     else:
         raise AssertionError("a --set run was let into the committed record")
     assert not (committed / "config.json").exists()
+
+
+def test_machine_letters_are_the_same_in_every_record():
+    rob = _module()
+    later = [_row(machine="AMD EPYC, AVX-512 (2026-12-01)"), _row(machine="Z: another CPU (2030-01-01)", seed=1)]
+    assert rob._machine_ids(later) == {rob.MACHINE_A: "A", "AMD EPYC, AVX-512 (2026-12-01)": "B",
+                                       "Z: another CPU (2030-01-01)": "C"}
+    md = rob._markdown(later, rob._summary(later))
+    assert "| B | t2 | 0 |" in md and "Machine B: AMD EPYC" in md and "Machine A:" not in md
