@@ -324,7 +324,7 @@ def _machine_ids(rows: list[dict]) -> dict[str, str]:
     return {m: chr(ord("A") + i) for i, m in enumerate(sorted({MACHINE_A} | {_key(r)[0] for r in rows}))}
 
 
-def _plot(rows: list[dict], path: Path) -> None:
+def _plot(rows: list[dict], path: Path, overrides: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -343,7 +343,8 @@ def _plot(rows: list[dict], path: Path) -> None:
                        marker="os^D"[ord(p[0]) % 4])
     ax.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=8)
     ax.set_ylabel("fd_digits (lower is better)", fontsize=8)
-    ax.set_title(f"digits: {len(ok)} runs (seeds × perturbations)", fontsize=9)
+    config = ", ".join(f"{k}={v}" for k, v in (overrides or {}).items())
+    ax.set_title(f"digits: {len(ok)} runs (seeds × perturbations)" + (f"; {config}" if config else ""), fontsize=9)
     ax.legend(fontsize=6, title="machine, perturbation", title_fontsize=6)
     save_figure(fig, path)
 
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"overrides": overrides, **_summary(rows)}
     write_json(args.out / "summary.json", summary)
     write_text(args.out / "runs.md", _markdown(rows, summary))
-    _plot(rows, args.out / "fd.png")
+    _plot(rows, args.out / "fd.png", overrides)
     print(json.dumps(summary, indent=1))
     return 0
 
