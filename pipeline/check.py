@@ -65,6 +65,12 @@ def evaluate(rules: list[dict], value_of: Callable[[str], float]) -> list[dict]:
             bound, ok, text = rule["max"], value <= rule["max"], f"{rule['metric']} = {value:.4g} <= {rule['max']}"
         elif "min" in rule:
             bound, ok, text = rule["min"], value >= rule["min"], f"{rule['metric']} = {value:.4g} >= {rule['min']}"
+        elif "margin" in rule:
+            # "better by at least margin": the bound is the other value less the margin
+            other = value_of(rule["below"])
+            bound = other - rule["margin"]
+            ok = value <= bound
+            text = f"{rule['metric']} = {value:.4g} <= {rule['below']} - {rule['margin']} = {other:.4g} - {rule['margin']}"
         else:
             bound = value_of(rule["below"])
             ok, text = value < bound, f"{rule['metric']} = {value:.4g} < {rule['below']} = {bound:.4g}"

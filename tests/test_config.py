@@ -77,3 +77,14 @@ def test_speed_switches_are_validated(params):
     bad["datasets"]["digits"]["methods"]["coopvaebm"]["precision"] = "fp16"
     bad["datasets"]["digits"]["methods"]["vae"]["compile"] = "yes"
     _raises(bad, "datasets.digits.methods.coopvaebm.precision", "datasets.digits.methods.vae.compile")
+
+
+def test_a_margin_needs_an_order_to_apply_to(params):
+    ok = copy.deepcopy(params)
+    ok["check"]["digits"].append({"metric": "coopvaebm.fd_digits", "below": "vae.fd_digits", "margin": 0.5})
+    validate(ok)
+    bad = copy.deepcopy(params)
+    bad["check"]["digits"].append({"metric": "coopvaebm.fd_digits", "max": 9.0, "margin": 0.5})
+    _raises(bad, "check.digits", "below")
+    bad["check"]["digits"][-1] = {"metric": "coopvaebm.fd_digits", "below": "vae.fd_digits", "margin": -1}
+    _raises(bad, "check.digits")

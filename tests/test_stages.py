@@ -80,6 +80,17 @@ def test_check_fails_naming_the_metric_and_writes_no_report(tmp_path, monkeypatc
     assert not (tmp_path / paths.check_report("digits")).exists()
 
 
+def test_an_order_with_a_margin_needs_the_gap(tmp_path, monkeypatch):
+    """coopvaebm 5.0 against vae 7.0: below by 2.0, so a margin of 1.5 holds and one of 2.5 does not."""
+    monkeypatch.chdir(tmp_path)
+    _metrics(tmp_path)
+    rule = {"metric": "coopvaebm.fd_digits", "below": "vae.fd_digits", "margin": 1.5}
+    results = check({**PARAMS, "check": {"digits": [rule]}}, "digits")
+    assert results[0]["ok"] and results[0]["bound"] == 5.5
+    with pytest.raises(ThresholdError, match=r"coopvaebm.fd_digits = 5 <= vae.fd_digits - 2.5 = 7 - 2.5"):
+        check({**PARAMS, "check": {"digits": [{**rule, "margin": 2.5}]}}, "digits")
+
+
 def test_check_applies_thresholds_to_the_mean_over_seeds(tmp_path, monkeypatch):
     """Seed 0 alone crosses fd <= 6 (8.0); with seed 1 (3.0) the mean 5.5 passes; the ci scope sees seed 0 only."""
     monkeypatch.chdir(tmp_path)
