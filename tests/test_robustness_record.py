@@ -68,13 +68,13 @@ def test_a_run_directory_replaces_the_same_run_in_runs_csv(tmp_path):
 
 def test_set_overrides_coopvaebm_by_default_and_vae_with_its_prefix():
     rob = _module()
-    sets = rob.parse_sets(["epochs=200", "vae:epochs=150", "ebm_optim.lr=0.004"])
-    assert sets == [("coopvaebm", "epochs", 200), ("vae", "epochs", 150), ("coopvaebm", "ebm_optim.lr", 0.004)]
+    sets = rob.parse_sets(["epochs=321", "vae:epochs=150", "ebm_optim.lr=0.004"])
+    assert sets == [("coopvaebm", "epochs", 321), ("vae", "epochs", 150), ("coopvaebm", "ebm_optim.lr", 0.004)]
     methods = rob.run_params(7, sets)["datasets"]["digits"]["methods"]
-    assert (methods["coopvaebm"]["epochs"], methods["vae"]["epochs"]) == (200, 150)
+    assert (methods["coopvaebm"]["epochs"], methods["vae"]["epochs"]) == (321, 150)
     assert methods["coopvaebm"]["ebm_optim"] == {"lr": 0.004, "beta1": 0.5}
     assert methods["coopvaebm"]["seeds"] == methods["vae"]["seeds"] == [7]
-    assert methods["coopvaebm-noise"]["epochs"] != 200  # the YAML anchor's other users keep their value
+    assert methods["coopvaebm-noise"]["epochs"] != 321  # the YAML anchor's other users keep their value
     for bad, says in (("vae:epoch=3", "no such key in the digits vae section"),
                       ("gan:epochs=3", "method 'gan' is not one of"),
                       ("ebm_optim.lr.x=1", "no such key in the digits coopvaebm section"),
