@@ -1,6 +1,6 @@
 """fd_digits along one digits training: is the final checkpoint's score a snapshot of a fluctuating run?
 
-Trains one run with the pipeline's own train stage (``pipeline.stages.train``: the same code and
+Trains one run with the pipeline's own train stage (``pipeline.stages.train.train``: the same code and
 bytes as ``python -m pipeline train``; a temporary directory holds its files), keeps a copy of the
 nets every ``--every`` epochs, then samples each copy as the sample stage does (``sample.n_samples``
 images, ``sample.seed``, the method's test-time Langevin steps) and scores it with torch-fidelity on
@@ -85,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from pipeline import stages
     from pipeline.config import dataset_cfg
+    from pipeline.data import load_prepared
     from pipeline.metrics import fidelity_scores
     from pipeline.sample import generate
+    from pipeline.stages.checkpoints import models_from_states
+    from pipeline.stages.common import arch_of
+    from pipeline.stages.train import train
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     mcfg = params["datasets"]["digits"]["methods"][args.method]
@@ -108,19 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         (work / "data").mkdir()
         os.symlink(ROOT / "data" / "prepared", work / "data" / "prepared")
         os.chdir(work)
-        stages.train(params, "digits", args.method, args.seed, progress=False, on_epoch_end=keep)
+        train(params, "digits", args.method, args.seed, progress=False, on_epoch_end=keep)
     finally:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
     minutes = (time.perf_counter() - t0) / 60
 
     dcfg = dataset_cfg(params, "digits")
-    data = stages.load_prepared(ROOT / "data/prepared/digits.npz")
-    arch = stages._arch(data.x_train.shape, dcfg["nets"])
+    data = load_prepared(ROOT / "data/prepared/digits.npz")
+    arch = arch_of(data.x_train.shape, dcfg["nets"])
     scfg = dcfg["score"]
     rows = []
     for epoch, states in snaps:
-        models = stages.models_from_states(arch, states, torch.device("cpu"))
+        models = models_from_states(arch, states, torch.device("cpu"))
         gen = torch.Generator()
         gen.manual_seed(dcfg["sample"]["seed"])
         # as the sample stage: chains of n_chains with the test-time Langevin, or the VAE alone in batches

@@ -155,6 +155,39 @@ def explain(exc: BaseException) -> str:
             f"stands where a directory is needed), then rerun the stage.")
 
 
+def run_stage(args: argparse.Namespace, params: dict, log: logging.Logger) -> None:
+    """Run the stage the arguments name, from the one module ``pipeline.codedeps.STAGES`` gives it.
+
+    Only that module (and what it imports) is loaded, so a stage executes exactly the code the
+    workflows declare as its inputs.
+    """
+    import importlib
+
+    from pipeline.codedeps import stage_module
+
+    module = importlib.import_module(stage_module(args.stage, getattr(args, "dataset", None)))
+    stage = args.stage
+    if stage in ("prepare", "reference", "classifier"):
+        getattr(module, stage)(params, args.dataset, progress=args.progress)
+    elif stage in ("train", "sample", *EXPERIMENTS):
+        getattr(module, stage)(params, args.dataset, args.method, args.seed, args.device, args.progress)
+    elif stage == "import-official":
+        module.import_official(params, args.checkpoint)
+    elif stage == "score":
+        module.score(params, args.dataset, args.method, args.seed, args.progress)
+    elif stage == "score-real":
+        module.score_real(params, args.dataset, args.progress)
+    elif stage == "tables":
+        module.tables(params, args.dataset, args.scope)
+    elif stage == "paper-tables":
+        module.write_paper_tables(params)
+    elif stage == "check":
+        for r in module.check(params, args.dataset, args.scope):
+            log.info("ok  %s", r["rule"])
+    else:  # a sub-command added to the parser but not here
+        raise ValueError(f"no dispatch for stage {stage!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["bench"], ["parity"]):  # not stages: their own parsers (python -m pipeline bench --help)
@@ -173,42 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     log = logging.getLogger("pipeline")
-    progress = not args.no_progress and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
+    progress = args.progress = not args.no_progress and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
     if not progress:  # the one switch the dataset readers (pipeline.data) consult
         os.environ["PIPELINE_PROGRESS"] = "0"
     _set_threads()
     t0 = time.perf_counter()
     try:
         params = load_params(args.params)
-        from pipeline import check, stages, tables
-
-        if args.stage == "prepare":
-            stages.prepare(params, args.dataset, progress)
-        elif args.stage == "reference":
-            stages.reference(params, args.dataset, progress)
-        elif args.stage == "classifier":
-            stages.classifier(params, args.dataset, progress)
-        elif args.stage == "train":
-            stages.train(params, args.dataset, args.method, args.seed, args.device, progress)
-        elif args.stage == "import-official":
-            from pipeline.official import import_official
-
-            import_official(params, args.checkpoint)
-        elif args.stage == "sample":
-            stages.sample(params, args.dataset, args.method, args.seed, args.device, progress)
-        elif args.stage == "score":
-            stages.score(params, args.dataset, args.method, args.seed, progress)
-        elif args.stage in EXPERIMENTS:
-            getattr(stages, args.stage)(params, args.dataset, args.method, args.seed, args.device, progress)
-        elif args.stage == "score-real":
-            stages.score_real(params, args.dataset, progress)
-        elif args.stage == "tables":
-            tables.tables(params, args.dataset, args.scope)
-        elif args.stage == "paper-tables":
-            tables.write_paper_tables(params)
-        elif args.stage == "check":
-            for r in check.check(params, args.dataset, args.scope):
-                log.info("ok  %s", r["rule"])
+        run_stage(args, params, log)
     except Exception as exc:  # one clear paragraph, not a traceback, for every expected failure
         if os.environ.get("PIPELINE_TRACEBACK"):
             raise

@@ -48,7 +48,7 @@ def import_official(params: dict, checkpoint: str | Path | None = None, out: Pat
     and shapes that do not match our nets; a missing file raises FileNotFoundError with where to get it.
     """
     from pipeline.nets import build_models
-    from pipeline.stages import save_checkpoint
+    from pipeline.stages.checkpoints import save_checkpoint
     from pipeline.tflayout import BY_TF, to_modules
 
     dcfg = dataset_cfg(params, DATASET)

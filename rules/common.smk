@@ -1,7 +1,14 @@
 # The lists and helpers every rule file shares (params.yaml's datasets, methods, seeds, runs, targets).
 import json
+import sys
 
 from snakemake.exceptions import WorkflowError
+
+# Code inputs are computed, not listed (pipeline/codedeps.py walks the imports of each stage's
+# module; stdlib only, nothing imported from torch here). This checkout's package first, so
+# that a copy of the repository declares its own files.
+sys.path.insert(0, workflow.basedir)
+from pipeline.codedeps import code_inputs  # noqa: E402
 
 # Torch stages declare every core (`threads: cores(rule)`): Snakemake then runs them one at a
 # time with OMP_NUM_THREADS = --cores, the thread count `dvc repro` uses too, so both tools give
@@ -18,6 +25,9 @@ PAPER = [d for d in DATASETS if d not in EMBEDDED]
 EXPERIMENT_METHOD = "coopvaebm"
 SCORED_EXPERIMENTS = ["completion", "reconstruction"]
 PICTURE_EXPERIMENTS = ["interpolation", "trajectory"]
+# What the reference stage reads of the score section (the reference set and the Inception pass's
+# batch size); where the weights are looked for does not change the features.
+REFERENCE_KEYS = ["reference", "n_reference", "batch_size"]
 
 
 def cores(rule):
@@ -138,20 +148,36 @@ def targets(dataset, scope="all"):
             *experiments(dataset, scope, SCORED_EXPERIMENTS + PICTURE_EXPERIMENTS, "png")]
 
 
+def code(stage):
+    """The code inputs of `stage` on the job's dataset: the import closure of the module that runs it
+    (pipeline/codedeps.py), so editing a module reruns exactly the stages that execute it."""
+    def get(wildcards):
+        return code_inputs(stage, getattr(wildcards, "dataset", None))
+    return get
+
+
+def subsection(keys, *path):
+    """Only `keys` of the params.yaml mapping at `path`: a stage that reads a few keys of a shared section
+    (reference: the reference set, not the KID settings) reruns only when those change."""
+    def get(wildcards):
+        node = json.loads(section(*path)(wildcards))
+        return json.dumps({k: node.get(k) for k in keys}, sort_keys=True)
+    return get
+
+
 def features(wildcards):
     """What score reads besides the samples: the digits classifier, or the real images' Inception features."""
     if wildcards.dataset in EMBEDDED:
-        return [f"models/{wildcards.dataset}/classifier.pt", "pipeline/metrics.py"]
-    return [f"data/reference/{wildcards.dataset}.npz", "pipeline/inception.py"]
+        return [f"models/{wildcards.dataset}/classifier.pt"]
+    return [f"data/reference/{wildcards.dataset}.npz"]
 
 
 def experiment_inputs(name):
     """The run's checkpoint and data; completion also the classifier (its accuracy on the completions)."""
     def get(wildcards):
         d, m, s = wildcards.dataset, wildcards.method, wildcards.seed
-        out = [f"data/prepared/{d}.npz", f"models/{d}/{m}/seed{s}.pt", "pipeline/stages.py",
-               "pipeline/experiments.py", "pipeline/langevin.py", "pipeline/pictures.py"]
+        out = [f"data/prepared/{d}.npz", f"models/{d}/{m}/seed{s}.pt", *code_inputs(name, d)]
         if name == "completion":
-            out += [f"models/{d}/classifier.pt", "pipeline/features.py"]
+            out.append(f"models/{d}/classifier.pt")
         return out
     return get

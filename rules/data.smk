@@ -4,10 +4,7 @@
 # then stops the workflow with its download message before any training starts.
 rule prepare:
     input:
-        "pipeline/stages.py",
-        "pipeline/data/__init__.py",
-        "pipeline/data/archives.py",
-        "pipeline/data/{dataset}.py",
+        code("prepare"),
     output:
         "data/prepared/{dataset}.npz",
         "data/prepared/{dataset}.json",
@@ -27,12 +24,12 @@ rule prepare:
 rule reference:
     input:
         "data/prepared/{dataset}.npz",
-        "pipeline/stages.py",
-        "pipeline/inception.py",
+        code("reference"),
     output:
         "data/reference/{dataset}.npz",
     params:
-        score=section("datasets", "{dataset}", "score"),
+        # the keys that change the features (dvc.yaml: the same three), not the KID/IS settings
+        score=subsection(REFERENCE_KEYS, "datasets", "{dataset}", "score"),
     log:
         "logs/{dataset}/reference.log",
     wildcard_constraints:
@@ -52,8 +49,7 @@ rule classifier:
         dataset="|".join(EMBEDDED) or "^$",
     input:
         "data/prepared/{dataset}.npz",
-        "pipeline/stages.py",
-        "pipeline/features.py",
+        code("classifier"),
     output:
         "models/{dataset}/classifier.pt",
         "results/{dataset}/classifier.json",

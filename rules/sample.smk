@@ -5,11 +5,7 @@ rule sample:
     input:
         "data/prepared/{dataset}.npz",
         "models/{dataset}/{method}/seed{seed}.pt",
-        "pipeline/stages.py",
-        "pipeline/sample.py",
-        "pipeline/langevin.py",
-        "pipeline/teaching.py",
-        "pipeline/pictures.py",
+        code("sample"),
     output:
         "results/{dataset}/{method}/seed{seed}/samples.npz",
         report("results/{dataset}/{method}/seed{seed}/samples.png", caption="../report/samples.rst", category="Samples",

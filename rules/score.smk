@@ -6,7 +6,7 @@ rule score:
         "data/prepared/{dataset}.npz",
         features,
         "results/{dataset}/{method}/seed{seed}/samples.npz",
-        "pipeline/stages.py",
+        code("score"),
     output:
         "results/{dataset}/{method}/seed{seed}/metrics.json",
     params:
@@ -27,7 +27,7 @@ rule score_real:
     input:
         "data/prepared/{dataset}.npz",
         features,
-        "pipeline/stages.py",
+        code("score-real"),
     output:
         "results/{dataset}/real/metrics.json",
     params:

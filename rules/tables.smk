@@ -6,7 +6,7 @@ rule tables:
     input:
         lambda w: metrics(w.dataset),
         lambda w: experiments(w.dataset),
-        "pipeline/tables.py",
+        code("tables"),
     output:
         report("results/tables/{dataset}.md", caption="../report/table.rst", category="Tables",
                labels={"dataset": "{dataset}", "scope": "all"}),
@@ -29,7 +29,7 @@ use rule tables as tables_ci with:
     input:
         lambda w: metrics(w.dataset, "ci"),
         lambda w: experiments(w.dataset, "ci"),
-        "pipeline/tables.py",
+        code("tables"),
     output:
         report("results/tables/{dataset}-ci.md", caption="../report/table.rst", category="Tables",
                labels={"dataset": "{dataset}", "scope": "ci"}),
@@ -43,7 +43,7 @@ use rule tables as tables_ci with:
 rule paper_tables:
     input:
         [f"results/{d}/{m}/seed{s}/metrics.json" for d in PAPER for m in evaluated(d) for s in seeds(d, m)],
-        "pipeline/tables.py",
+        code("paper-tables"),
         "pipeline/paper_numbers.yaml",
     output:
         "results/tables/paper.md",
@@ -61,7 +61,7 @@ rule paper_tables:
 rule check:
     input:
         lambda w: metrics(w.dataset),
-        "pipeline/check.py",
+        code("check"),
     output:
         report("results/{dataset}/check.json", caption="../report/check.rst", category="Checks",
                labels={"dataset": "{dataset}", "scope": "all"}),
@@ -83,7 +83,7 @@ use rule check as check_ci with:
         dataset="|".join(config.get("ci", {})) or "^$",
     input:
         lambda w: metrics(w.dataset, "ci"),
-        "pipeline/check.py",
+        code("check"),
     output:
         report("results/{dataset}/check-ci.json", caption="../report/check.rst", category="Checks",
                labels={"dataset": "{dataset}", "scope": "ci"}),

@@ -7,11 +7,7 @@ rule train:
         method="coopvaebm-noise|coopvaebm|vae|ebm|coopnets",
     input:
         "data/prepared/{dataset}.npz",
-        "pipeline/stages.py",
-        "pipeline/nets.py",
-        "pipeline/langevin.py",
-        "pipeline/teaching.py",
-        "pipeline/resume.py",
+        code("train"),
     output:
         "models/{dataset}/{method}/seed{seed}.pt",
         "results/{dataset}/{method}/seed{seed}/train/curves.csv",
@@ -39,9 +35,7 @@ rule train:
 # every tensor is CRC-checked when read.
 rule import_official:
     input:
-        "pipeline/official.py",
-        "pipeline/tfcheckpoint.py",
-        "pipeline/tflayout.py",
+        code("import-official"),
     output:
         "models/cifar10/official/seed0.pt",
     params:

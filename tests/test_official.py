@@ -22,7 +22,7 @@ from pipeline import official, tfcheckpoint, tflayout
 from pipeline.__main__ import main
 from pipeline.config import load_params
 from pipeline.nets import build_models
-from pipeline.stages import load_checkpoint
+from pipeline.stages.checkpoints import load_checkpoint
 from test_paper_pipeline import weights_dir  # noqa: F401  (the module-scoped random-weight Inception files)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline import paths, resume, stages
+from pipeline import paths, resume
+from pipeline.stages.train import train as train_stage
 from pipeline.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +119,7 @@ def interrupt_at(monkeypatch, iteration: int) -> None:
 
 def train_in_process(which: str = "coopvaebm", **overrides: object) -> None:
     params = shrink(load_params("params.yaml"), which, **overrides)
-    stages.train(params, "digits", which, 0, "cpu", progress=False)
+    train_stage(params, "digits", which, 0, "cpu", progress=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def test_epoch_hook_sees_every_epoch_and_changes_nothing(workdir):
         seen.append((epoch, {f"{n}.{k}": v.detach().clone() for n, m in models.items() for k, v in m.state_dict().items()}))
 
     params = shrink(load_params("params.yaml"), "coopvaebm")
-    stages.train(params, "digits", "coopvaebm", 0, "cpu", progress=False, on_epoch_end=hook)
+    train_stage(params, "digits", "coopvaebm", 0, "cpu", progress=False, on_epoch_end=hook)
     assert [e for e, _ in seen] == list(range(TINY["epochs"]))
     assert_same_weights(whole, ckpt)
     last = seen[-1][1]

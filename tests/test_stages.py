@@ -149,7 +149,7 @@ def test_torch_checkpoint_is_byte_identical_across_writes(tmp_path):
 
 
 def _tiny_checkpoint(tmp_path, nets):
-    from pipeline.stages import save_checkpoint
+    from pipeline.stages.checkpoints import save_checkpoint
 
     arch = {"channels": 1, "size": 16, **nets}
     path = tmp_path / "seed0.pt"
@@ -161,7 +161,7 @@ NETS = {"ebm_width": 8, "enc_width": 8, "gen_width": 8, "z_dim": 5, "init_std": 
 
 
 def test_checkpoint_roundtrip_and_architecture_mismatch_is_named(tmp_path):
-    from pipeline.stages import load_checkpoint
+    from pipeline.stages.checkpoints import load_checkpoint
 
     path, arch = _tiny_checkpoint(tmp_path, NETS)
     models = load_checkpoint(path, "digits", "coopvaebm", arch, torch.device("cpu"))
@@ -173,7 +173,7 @@ def test_checkpoint_roundtrip_and_architecture_mismatch_is_named(tmp_path):
 def test_checkpoint_that_is_not_a_state_dict_is_refused(tmp_path):
     import argparse
 
-    from pipeline.stages import load_checkpoint
+    from pipeline.stages.checkpoints import load_checkpoint
 
     bad = tmp_path / "bad.pt"
     torch.save({"format": 1, "payload": argparse.Namespace(x=1)}, bad)

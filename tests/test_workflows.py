@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -212,6 +213,40 @@ def planned_snakemake_jobs(root: Path, target: str = "digits") -> set[str]:
             for c, j in snakemake_jobs(out.stdout + out.stderr).items()}
 
 
+# What `snakemake -n digits` plans after a code edit on a finished run (rule:method).
+SCORING = {"score:coopvaebm", "score:vae", "score_real:", "tables_ci:", "check_ci:"}
+AFTER_TRAINING = {"train:coopvaebm", "train:vae", "sample:coopvaebm", "sample:vae", "score:coopvaebm", "score:vae",
+                  *(f"{e}:coopvaebm" for e in EXPERIMENTS), "tables_ci:", "check_ci:"}
+
+
+def edited_plan(root: Path, path: str) -> set[str]:
+    """The digits jobs Snakemake plans once `path`'s content changes (a comment appended); then restored.
+
+    Content, not the mtime: Snakemake (9.x) compares a newer input's checksum with the one it stored,
+    so `touch` alone plans nothing (checked in the test).
+    """
+    f = root / path
+    text = f.read_text()
+    f.write_text(text + "\n# edited\n")
+    try:
+        return planned_snakemake_jobs(root)
+    finally:
+        f.write_text(text)
+
+
+def edited_status(root: Path, path: str, targets: list[str]) -> set[str]:
+    """The stages `dvc status` reports changed once `path`'s content changes (a comment appended); restored."""
+    f = root / path
+    text = f.read_text()
+    f.write_text(text + "\n# edited\n")
+    try:
+        out = run(["dvc", "status", "--json", "--with-deps", *targets], root).stdout
+    finally:
+        f.write_text(text)
+    return {stage for stage, changes in json.loads(out).items()
+            if any(path in c.get("changed deps", {}) for c in changes if isinstance(c, dict))}
+
+
 EXPECTED_OUTPUTS = [
     "data/prepared/digits.npz", "data/prepared/digits.json", "models/digits/classifier.pt",
     "models/digits/coopvaebm/seed0.pt", "models/digits/vae/seed0.pt", "results/digits/coopvaebm/seed0/samples.png",
@@ -235,6 +270,14 @@ def test_snakemake_runs_digits_chain(tmp_path):
     assert "| coopvaebm | 1 |" in table and "completion" in table
 
     # Nothing changed: nothing to do.
+    assert planned_snakemake_jobs(root) == set()
+    # A code edit reruns the stages whose import closure holds the file, and what reads their outputs.
+    assert edited_plan(root, "pipeline/metrics.py") == SCORING
+    assert edited_plan(root, "pipeline/stages/score_classifier.py") == SCORING
+    assert edited_plan(root, "pipeline/nets.py") == AFTER_TRAINING
+    assert edited_plan(root, "pipeline/sample.py") == AFTER_TRAINING  # to_float scales the training data
+    assert edited_plan(root, "pipeline/tables.py") == {"tables_ci:"}
+    (root / "pipeline/metrics.py").touch()  # a newer mtime, the same content
     assert planned_snakemake_jobs(root) == set()
     # One value of the VAE baseline changed: exactly its chain and what reads its metrics rerun.
     set_param(root, ["datasets", "digits", "methods", "vae", "kl_weight"], 0.5)
@@ -268,6 +311,17 @@ def test_dvc_repro_runs_digits_chain(tmp_path):
     # Rerun one stage alone; training is deterministic, so everything stays up to date.
     single = run(["dvc", "repro", "--force", "--single-item", "train@digits-coopvaebm-0"], root)
     assert dvc_ran(single.stdout) == {"train@digits-coopvaebm-0"}
+    assert "up to date" in run(["dvc", "status", "--with-deps", *DIGITS], root).stdout
+
+    # A code edit changes exactly the stages whose import closure holds the file (dvc.yaml's deps).
+    runs = ("coopvaebm-0", "vae-0")
+    experiments = {f"{e}@digits-coopvaebm-0" for e in EXPERIMENTS}
+    assert edited_status(root, "pipeline/metrics.py", DIGITS) == {*(f"score@digits-{r}" for r in runs),
+                                                                    "score_real@digits"}
+    trained = {*(f"{s}@digits-{r}" for s in ("train", "sample") for r in runs), *experiments}
+    assert edited_status(root, "pipeline/nets.py", DIGITS) == trained
+    assert edited_status(root, "pipeline/sample.py", DIGITS) == trained  # to_float scales the training data
+    assert edited_status(root, "pipeline/tables.py", DIGITS) == {"tables_ci@digits"}
     assert "up to date" in run(["dvc", "status", "--with-deps", *DIGITS], root).stdout
 
     set_param(root, ["datasets", "digits", "methods", "vae", "kl_weight"], 0.5)
