@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from pipeline.config import load_params
+from pipeline.precision import apply_precision, describe
 
 # Training-split sizes of the prepared datasets (pipeline/data/*.py): CIFAR-10 data_batch_1..5,
 # SVHN train_32x32.mat, CelebA partition 0; digits: 1,257 of sklearn's 1,797 (test_fraction 0.3).
@@ -218,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-sample", type=int, default=10_000, help="images drawn in the sample part (default 10,000)")
     p.add_argument("--n-inception", type=int, default=10_000, help="images in the inception part (default 10,000)")
     p.add_argument("--inception-batch", type=int, default=200, help="Inception batch size (default 200, as score)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="ours under bf16 autocast (the reference is always fp32); the peak is measured in it")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                   help="fp32: TF32 off; tf32: TF32 on (ours and the reference); bf16: ours under bf16 autocast "
+                   "(the reference fp32, TF32 off); the peak is measured in it (pipeline/precision.py)")
     p.add_argument("--compile", action="store_true", help="torch.compile our nets (nn.Module.compile)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per part first (default 1)")
@@ -231,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     params = load_params(args.params)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    switches = apply_precision(args.precision)  # the train stage's switches, so the timings are its
     print(f"# bench {args.dataset}: device {device} ({_device_name(device)}), torch {torch.__version__}, "
           f"precision {args.precision}, compile {args.compile}, median of {args.repeats} after {args.warmup} warm-up")
+    print(f"settings in force: {describe(switches)}")
     peaks = matmul_peak(device, dtype)
     peak = peaks["peak"]
     print(f"measured peak ({args.precision} matmul): {peak / 1e12:.3f} TFLOP/s (torch.matmul "

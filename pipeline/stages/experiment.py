@@ -9,6 +9,7 @@ import torch
 from pipeline import paths
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
+from pipeline.precision import apply_precision
 from pipeline.sample import to_float
 from pipeline.stages.checkpoints import load_checkpoint
 from pipeline.stages.common import arch_of, pick_device, run_cfg
@@ -25,6 +26,7 @@ def setup(params: dict, dataset: str, method: str, seed: int, device: str | None
     if "experiments" not in dcfg:
         raise ValueError(f"params.yaml has no datasets.{dataset}.experiments section (n_images, n_show, cols, "
                          "interpolation, trajectory, seed): add one to run the experiments on it")
+    apply_precision(mcfg.get("precision", "fp32"))  # the run's arithmetic, as in its sampling
     dev = pick_device(device)
     data = load_prepared(paths.prepared(dataset))
     arch = arch_of(data.x_train.shape, dcfg["nets"])

@@ -8,7 +8,7 @@ from pipeline import paths
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
 from pipeline.stages.common import EMBEDDED, log, pick_device
-from pipeline.stages.weights import inception_weights
+from pipeline.stages.weights import inception_precision, inception_weights
 
 
 def reference_images(data, which: str, n: int, dataset: str) -> np.ndarray:
@@ -33,6 +33,7 @@ def reference(params: dict, dataset: str, progress: bool = True) -> None:
                          "the paper's datasets")
     scfg = dataset_cfg(params, dataset)["score"]
     weights = inception_weights(scfg)
+    inception_precision()
     data = load_prepared(paths.prepared(dataset))
     ref = reference_images(data, scfg["reference"], scfg["n_reference"], dataset)
     log.info("Inception features of %d %s images of %s", len(ref), scfg["reference"], dataset)

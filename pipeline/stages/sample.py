@@ -8,6 +8,7 @@ from pipeline import paths
 from pipeline.atomic import all_or_none, write_npz
 from pipeline.config import dataset_cfg, method_cfg
 from pipeline.data import load_prepared
+from pipeline.precision import apply_precision, describe
 from pipeline.stages.checkpoints import load_checkpoint
 from pipeline.stages.common import REVISED, arch_of, log, maybe_compile, pick_device, run_cfg
 
@@ -26,7 +27,9 @@ def sample(params: dict, dataset: str, method: str, seed: int = 0, device: str |
 
     dcfg = dataset_cfg(params, dataset)
     mcfg = method_cfg(params, dataset, method) if method == "official" else run_cfg(params, dataset, method, seed)
+    switches = apply_precision(mcfg.get("precision", "fp32"))
     dev = pick_device(device)
+    log.info("sampling %s seed %d on %s, device %s; %s", method, seed, dataset, dev, describe(switches))
     data = load_prepared(paths.prepared(dataset))
     arch = arch_of(data.x_train.shape, dcfg["nets"])
     models = load_checkpoint(paths.checkpoint(dataset, method, seed), dataset, method, arch, dev, seed)

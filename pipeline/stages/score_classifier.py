@@ -11,6 +11,7 @@ from pipeline import paths
 from pipeline.atomic import write_json
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
+from pipeline.precision import apply_precision
 from pipeline.stages.common import check_floor_reference, log
 
 
@@ -32,6 +33,8 @@ def score_real(params: dict, dataset: str, progress: bool = True) -> None:
 def _score_embedded(params: dict, dataset: str, method: str, seed: int, progress: bool) -> None:
     """fd_/kid_<dataset> on the dataset classifier's features."""
     from pipeline.metrics import cleanfid_fd, fidelity_scores
+
+    apply_precision("fp32")  # the classifier's features in full fp32 on a GPU too (TF32 off)
 
     scfg = dataset_cfg(params, dataset)["score"]
     data = load_prepared(paths.prepared(dataset))
@@ -58,6 +61,8 @@ def _score_embedded(params: dict, dataset: str, method: str, seed: int, progress
 
 def _score_real_embedded(params: dict, dataset: str, progress: bool) -> None:
     from pipeline.metrics import cleanfid_fd, fidelity_scores
+
+    apply_precision("fp32")
 
     scfg = dataset_cfg(params, dataset)["score"]
     data = load_prepared(paths.prepared(dataset))

@@ -12,7 +12,7 @@ from pipeline.atomic import write_json
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
 from pipeline.stages.common import check_floor_reference, log, pick_device
-from pipeline.stages.weights import inception_weights
+from pipeline.stages.weights import inception_precision, inception_weights
 
 
 def score(params: dict, dataset: str, method: str, seed: int = 0, progress: bool = True) -> None:
@@ -69,6 +69,7 @@ def _score_inception(params: dict, dataset: str, method: str, seed: int, progres
     """FID, IS, KID (torch-fidelity) and clean-FID (clean-fid, two modes) of both sample sets."""
     scfg = dataset_cfg(params, dataset)["score"]
     weights = inception_weights(scfg)
+    inception_precision()
     ref = _load_reference(dataset, scfg)
     with np.load(paths.samples(dataset, method, seed), allow_pickle=False) as z:
         keys = list(z.files)
@@ -88,6 +89,7 @@ def _score_inception(params: dict, dataset: str, method: str, seed: int, progres
 def _score_real_inception(params: dict, dataset: str, progress: bool) -> None:
     scfg = dataset_cfg(params, dataset)["score"]
     weights = inception_weights(scfg)
+    inception_precision()
     ref = _load_reference(dataset, scfg)
     data = load_prepared(paths.prepared(dataset))
     out = _protocol(scfg, int(len(data.x_test)))

@@ -13,6 +13,7 @@ from pipeline import paths
 from pipeline.atomic import all_or_none, write_text, write_with
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
+from pipeline.precision import apply_precision, describe
 from pipeline.stages.checkpoints import save_checkpoint
 from pipeline.stages.common import METHODS, arch_of, log, maybe_compile, pick_device, run_cfg
 
@@ -36,6 +37,8 @@ def train(params: dict, dataset: str, method: str, seed: int = 0, device: str | 
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not trained here (trained: {', '.join(METHODS)})")
     dcfg, mcfg = dataset_cfg(params, dataset), run_cfg(params, dataset, method, seed)
+    # before any net exists: fp32 means TF32 off (PyTorch's default runs cuDNN convolutions in TF32)
+    log.info("%s", describe(apply_precision(mcfg.get("precision", "fp32"))))
     dev = pick_device(device)
     data = load_prepared(paths.prepared(dataset))
     # channels-last: oneDNN/cuDNN convolutions run faster on NHWC (measured 1.2-1.8x for the
