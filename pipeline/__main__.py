@@ -23,6 +23,8 @@ Stages, in order (each reads params.yaml and writes its outputs atomically):
   prepare     data/prepared/D.npz + D.json        decode the dataset (archives checked by MD5), fixed split
   reference   data/reference/D.npz                Inception features of the real reference images
                                                   (paper datasets: cifar10, svhn, celeba)
+  weights     data/reference/D-weights.json       the Inception weight files are there (paper datasets; every
+                                                  train job of D waits for it; PIPELINE_INCEPTION_DIR)
   classifier  models/D/classifier.pt              domain feature extractor for fd_D / kid_D (digits)
   train       models/D/M/seedK.pt + results/D/M/seedK/train/
                                                   train method M with training seed K
@@ -84,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True, metavar="stage")
     _common(sub.add_parser("prepare", help="decode a dataset to data/prepared/D.npz"))
     _common(sub.add_parser("reference", help="Inception features of the real reference images (paper datasets)"))
+    _common(sub.add_parser("weights", help="check that the Inception weights are there (paper datasets; before "
+                           "any training)"))
     _common(sub.add_parser("classifier", help="train the domain feature classifier used by score"))
     for name, helptext in (("train", "train a method"), ("sample", "draw samples from a trained method")):
         p = sub.add_parser(name, help=helptext)
@@ -167,7 +171,7 @@ def run_stage(args: argparse.Namespace, params: dict, log: logging.Logger) -> No
 
     module = importlib.import_module(stage_module(args.stage, getattr(args, "dataset", None)))
     stage = args.stage
-    if stage in ("prepare", "reference", "classifier"):
+    if stage in ("prepare", "reference", "weights", "classifier"):
         getattr(module, stage)(params, args.dataset, progress=args.progress)
     elif stage in ("train", "sample", *EXPERIMENTS):
         getattr(module, stage)(params, args.dataset, args.method, args.seed, args.device, args.progress)

@@ -36,6 +36,7 @@ EMBEDDED = ("digits",)
 STAGES: dict[str, str | tuple[str, str]] = {
     "prepare": "pipeline.stages.prepare",
     "reference": "pipeline.stages.reference",
+    "weights": "pipeline.stages.weights",
     "classifier": "pipeline.stages.classifier",
     "train": "pipeline.stages.train",
     "import-official": "pipeline.official",

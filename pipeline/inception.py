@@ -104,6 +104,16 @@ def _search_dirs(weights_dir: str | os.PathLike | None, cache_dir: Path) -> list
     return dirs
 
 
+def download_dir(weights_dir: str | os.PathLike | None, cache_dir: Path) -> Path:
+    """Where a missing file is downloaded: the configured directory, else ``$PIPELINE_INCEPTION_DIR``, else
+    the library's own cache (clean-fid's is node-local ``/tmp``, so set one of the two on a cluster)."""
+    if weights_dir:
+        return Path(weights_dir)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return cache_dir
+
+
 def _first_existing(name: str, dirs: list[tuple[str, Path]]) -> Path | None:
     for _, d in dirs:
         if (d / name).is_file():
@@ -156,7 +166,9 @@ def find_weights(weights_dir: str | os.PathLike | None, download: bool, *, progr
 
     Search order per file: ``weights_dir`` (config ``score.inception_weights_dir``), then ``$PIPELINE_INCEPTION_DIR``,
     then the library's cache (torch hub's ``checkpoints`` dir for torch-fidelity, ``/tmp`` for clean-fid).
-    Downloads go to the library cache with a short socket timeout, so an unreachable host fails in seconds.
+    Downloads go to the first of ``weights_dir`` and ``$PIPELINE_INCEPTION_DIR`` that is set (one directory
+    for both libraries, e.g. on storage every cluster node sees), else to each library's cache; with a
+    short socket timeout, so an unreachable host fails in seconds.
     Raises ``WeightsError`` listing every missing file (name, size note, URL, directories searched).
     """
     specs = [
@@ -173,7 +185,7 @@ def find_weights(weights_dir: str | os.PathLike | None, download: bool, *, progr
         if path is None and download:
             try:
                 with socket_timeout(DOWNLOAD_TIMEOUT_S):  # both libraries call urlopen without one
-                    path = fetch(cache_dir)
+                    path = fetch(download_dir(weights_dir, cache_dir))
             except Exception as e:  # any failure (DNS, proxy, HTTP, hash) means the same thing: not available
                 failure = f"{type(e).__name__}: {e}"
                 path = None

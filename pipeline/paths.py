@@ -35,6 +35,11 @@ def reference_features(dataset: str) -> Path:
     return Path("data/reference") / f"{dataset}.npz"
 
 
+def weights_check(dataset: str) -> Path:
+    """The marker of the Inception weights check (paper datasets), which every training run waits for."""
+    return Path("data/reference") / f"{dataset}-weights.json"
+
+
 def classifier(dataset: str) -> Path:
     return MODELS / dataset / "classifier.pt"
 

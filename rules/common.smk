@@ -28,6 +28,8 @@ PICTURE_EXPERIMENTS = ["interpolation", "trajectory"]
 # What the reference stage reads of the score section (the reference set and the Inception pass's
 # batch size); where the weights are looked for does not change the features.
 REFERENCE_KEYS = ["reference", "n_reference", "batch_size"]
+# What the weights check reads: whether it may download (where it looks does not change the marker).
+WEIGHTS_KEYS = ["download_weights"]
 
 
 def cores(rule):
@@ -54,13 +56,14 @@ def cores(rule):
 # cpus_per_task) for digits, then for a paper dataset (None: not run there). For digits,
 # the whole chain takes minutes on 2 CPU cores, no GPU. Paper datasets (benchmarks/RESULTS.md, 2-core
 # CPU): Inception features 12.12 h per 150,000 images and 3.87 GB RSS at 10,000 images (+29 KB per
-# image) -> score/reference 8 cores, 16-24 GB, 12 h; train 1,000,000 iterations whose GPU time is
+# image) -> score/reference 8 cores, 16-24 GB, 12 h (a CPU figure) and one GPU; train 1,000,000 iterations whose GPU time is
 # unmeasured -> 48 h slots, and a job stopped by its time limit resumes from state/ when resubmitted.
 # The experiments (completion, reconstruction, interpolation, trajectory) are sized like sample.
 # Overrides: `set-resources` in the profile, or --set-resources on the command line.
 CLUSTER = {
     "prepare": ((2000, 10, 1), (16000, 120, 2)),
     "reference": (None, (16000, 720, 8)),
+    "weights": (None, (2000, 30, 1)),
     "classifier": ((2000, 20, 2), None),
     "train": ((4000, 60, 2), (32000, 2880, 8)),
     "import_official": (None, (4000, 30, 1)),
@@ -72,7 +75,9 @@ CLUSTER = {
     "paper_tables": (None, (1000, 5, 1)),
     "check": ((1000, 5, 1), (1000, 5, 1)),
 }
-GPU_RULES = {"train", "sample", "experiment"}  # one GPU each on the paper datasets; digits runs on CPU
+# One GPU each on the paper datasets (the Inception passes of reference, score and score_real too:
+# 50,000-image passes on a CPU node take half a day); digits runs on CPU.
+GPU_RULES = {"train", "sample", "experiment", "reference", "score", "score_real"}
 
 
 def cluster(rule):
@@ -163,6 +168,14 @@ def subsection(keys, *path):
         node = json.loads(section(*path)(wildcards))
         return json.dumps({k: node.get(k) for k in keys}, sort_keys=True)
     return get
+
+
+def weights_checked(wildcards):
+    """A paper dataset's train job waits for the Inception weights check (the weights rule): ancient, so the
+    marker orders the jobs and a newer one reruns no training."""
+    if wildcards.dataset in EMBEDDED:
+        return []
+    return [ancient(f"data/reference/{wildcards.dataset}-weights.json")]
 
 
 def features(wildcards):

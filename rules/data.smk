@@ -44,6 +44,29 @@ rule reference:
         "python -m pipeline reference --dataset {wildcards.dataset} --log {log}"
 
 
+# The Inception weights are there (or were downloaded), before any training of a paper dataset: every
+# train job of the dataset takes the marker as an input (rules/train.smk). PIPELINE_INCEPTION_DIR (or
+# score.inception_weights_dir) names one directory for both libraries' files, e.g. on shared storage.
+rule weights:
+    input:
+        code("weights"),
+    output:
+        "data/reference/{dataset}-weights.json",
+    params:
+        score=subsection(WEIGHTS_KEYS, "datasets", "{dataset}", "score"),
+    log:
+        "logs/{dataset}/weights.log",
+    wildcard_constraints:
+        dataset="|".join(PAPER) or "^$",
+    priority: 100
+    resources:
+        **cluster("weights"),
+    conda:
+        ENV
+    shell:
+        "python -m pipeline weights --dataset {wildcards.dataset} --log {log}"
+
+
 rule classifier:
     wildcard_constraints:
         dataset="|".join(EMBEDDED) or "^$",

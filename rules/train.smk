@@ -8,6 +8,7 @@ rule train:
     input:
         "data/prepared/{dataset}.npz",
         code("train"),
+        weights_checked,
     output:
         "models/{dataset}/{method}/seed{seed}.pt",
         "results/{dataset}/{method}/seed{seed}/train/curves.csv",
