@@ -34,6 +34,13 @@ rule digits:
         targets("digits", "ci"),
 
 
+# The authors' CIFAR-10 checkpoint imported, sampled and scored (README "Evaluate the authors'
+# checkpoint"); `all` includes it only when its files are there (rules/common.smk official_available).
+rule official:
+    input:
+        "results/cifar10/official/seed0/metrics.json",
+
+
 # Every method x seed of digits (params.yaml), the experiments of every coopvaebm seed.
 rule digits_all:
     input:

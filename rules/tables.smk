@@ -42,7 +42,7 @@ use rule tables as tables_ci with:
 
 rule paper_tables:
     input:
-        [f"results/{d}/{m}/seed{s}/metrics.json" for d in PAPER for m in evaluated(d) for s in seeds(d, m)],
+        paper_metrics(),
         code("paper-tables"),
         "pipeline/paper_numbers.yaml",
     output:

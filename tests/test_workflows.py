@@ -62,7 +62,8 @@ def dvc_stages(root: Path) -> dict[str, dict]:
 
 
 def test_snakefile_and_dvc_yaml_agree(in_repo):
-    dry = run(["snakemake", "--cores", "1", "-n", "-p", "--forceall", "all"], in_repo)
+    # `official`: the authors' checkpoint's chain, in `all` only when its files are there
+    dry = run(["snakemake", "--cores", "1", "-n", "-p", "--forceall", "all", "official"], in_repo)
     smk = snakemake_jobs(dry.stdout + dry.stderr)
     dvc = dvc_stages(in_repo)
     assert smk, "no jobs parsed from the snakemake dry run"
@@ -102,7 +103,19 @@ def test_dry_run_lists_every_stage_of_every_dataset(in_repo):
         for rule in EXPERIMENTS:
             assert (rule, "digits", "coopvaebm", seed) in planned, (rule, seed)
     assert ("paper_tables", "", "", "") in planned and ("classifier", "digits", "", "") in planned
-    assert ("sample", "cifar10", "official", "0") in planned and ("import_official", "", "", "") in planned
+    for dataset in ("cifar10", "svhn", "celeba"):
+        assert ("weights", dataset, "", "") in planned
+    # Without the authors' checkpoint (data/raw/official/, not in the repository) the full run neither
+    # imports it nor waits for its scores: the paper table's row reads "not run".
+    assert not (in_repo / "data/raw/official/model.ckpt-3000.index").exists()
+    assert ("import_official", "", "", "") not in planned and ("sample", "cifar10", "official", "0") not in planned
+    paper = next(j for j in snakemake_jobs(dry.stdout + dry.stderr).values() if j["rule"] == "paper_tables")
+    assert not any("/official/" in f for f in paper["input"])
+    assert {f"results/{d}/{m}/seed0/metrics.json" for d in ("cifar10", "svhn", "celeba") for m in METHODS} <= \
+        paper["input"]
+    official = run(["snakemake", "--cores", "1", "-n", "-p", "--forceall", "official"], in_repo)
+    rules = {j["rule"] for j in snakemake_jobs(official.stdout + official.stderr).values()}
+    assert {"import_official", "sample", "score"} <= rules and "train" not in rules
 
 
 SEEDED = {"train", "sample", "score", *EXPERIMENTS}
@@ -130,6 +143,19 @@ def test_the_seed_wildcard_changes_only_the_seeded_stages(in_repo):
     for rule in SEEDED:
         digits = {x for x in stages if x.startswith(f"{rule}@digits-")}
         assert {x.rsplit("-", 1)[1] for x in digits} == {"0", "1", "2"}, rule
+
+
+def test_the_authors_checkpoint_joins_the_full_run_when_its_files_are_there(tmp_path):
+    """With data/raw/official/model.ckpt-3000.index present, `all` imports, samples and scores it and the
+    paper tables wait for its scores; the files' content is not read by the plan."""
+    root = tiny_copy(tmp_path)
+    (root / "data/raw/official").mkdir(parents=True)
+    (root / "data/raw/official/model.ckpt-3000.index").write_bytes(b"")
+    dry = run(["snakemake", "--cores", "1", "-n", "-p", "--forceall", "all"], root)
+    jobs = snakemake_jobs(dry.stdout + dry.stderr)
+    assert {"import_official"} <= {j["rule"] for j in jobs.values()}
+    paper = next(j for j in jobs.values() if j["rule"] == "paper_tables")
+    assert "results/cifar10/official/seed0/metrics.json" in paper["input"]
 
 
 @pytest.mark.slow
