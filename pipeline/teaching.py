@@ -108,6 +108,15 @@ def make_adam(params, optim_cfg: dict) -> torch.optim.Adam:
     return TF1Adam(params, lr=optim_cfg["lr"], betas=betas, eps=1e-8)
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in fp32 when autocast made it bf16/fp16; fp32 and fp64 tensors pass unchanged.
+
+    Losses and Langevin updates stay fp32 under autocast, while the parity check's float64 replay
+    of this very step (its rounding reference) must not be cut back to fp32 anywhere.
+    """
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def kl_to_standard_normal(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
     """KL(N(m, exp(s)²) ‖ N(0, I)) per sample: −½ Σ (1 + 2s − m² − exp(2s))."""
     return -0.5 * (1 + 2 * logstd - mean.pow(2) - torch.exp(2 * logstd)).sum(dim=1)
@@ -122,11 +131,11 @@ def vae_loss(
     ``eps`` replaces the draw of ε (the parity check injects the official code's); ``record``, when
     given, receives the encoder outputs, the code, the reconstruction and the per-sample terms.
     """
-    mean, logstd = (t.float() for t in encoder(x))  # .float(): no-ops in fp32, fp32 losses under autocast
+    mean, logstd = (at_least_fp32(t) for t in encoder(x))
     if eps is None:
         eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
     z = mean + eps * torch.exp(logstd)
-    recon = decoder(z).float()
+    recon = at_least_fp32(decoder(z))
     rec_each = (recon - x).pow(2).flatten(1).sum(dim=1)
     kl_each = kl_to_standard_normal(mean, logstd)
     if record is not None:
@@ -151,7 +160,7 @@ def propose(decoder: nn.Module, n: int, z_dim: int, generator: torch.Generator, 
     if z is None:
         z = torch.randn(n, z_dim, generator=generator, device=device)
     with torch.no_grad():
-        return decoder(z).float()
+        return at_least_fp32(decoder(z))
 
 
 def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draws: dict | None = None,
@@ -207,7 +216,7 @@ def learn_ebm(tr: Trainer, cfg: dict, x_hat: torch.Tensor, x_data: torch.Tensor
     """
     ebm = tr.models["ebm"]
     with autocast(cfg, x_data.device):
-        f_hat, f_data = ebm(x_hat).float(), ebm(x_data).float()
+        f_hat, f_data = at_least_fp32(ebm(x_hat)), at_least_fp32(ebm(x_data))
     f_syn, f_obs = f_hat.mean(), f_data.mean()
     loss_ebm = f_syn - f_obs
     tr.optims["ebm"].zero_grad(set_to_none=True)
@@ -257,7 +266,7 @@ def coopnets_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int,
                        tr.generator)
     _, _, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
     with autocast(cfg, x_data.device):
-        loss_gen = (dec(z).float() - x_hat).pow(2).flatten(1).sum(dim=1).mean()
+        loss_gen = (at_least_fp32(dec(z)) - x_hat).pow(2).flatten(1).sum(dim=1).mean()
     tr.optims["gen"].zero_grad(set_to_none=True)
     loss_gen.backward()
     tr.optims["gen"].step()

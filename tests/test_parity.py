@@ -23,8 +23,12 @@ def _failed(report: parity.Report) -> list[str]:
     return [r.quantity for r in report.failed]
 
 
-def test_our_step_matches_the_official_code():
-    report = parity.run(GOLDEN)
+@pytest.fixture(scope="module")
+def report() -> parity.Report:
+    return parity.run(GOLDEN)
+
+
+def test_our_step_matches_the_official_code(report):
     assert not report.failed, parity.format_report(report)
     names = {r.quantity for r in report.rows}
     for q in ("iter0/x_tilde", "iter0/langevin_grad_step0", "iter0/x_hat", "iter0/des_loss", "iter0/vae_loss",
@@ -37,29 +41,59 @@ def test_our_step_matches_the_official_code():
         f"VAE_generator/convt{i}/biases" for i in (2, 3, 4)]
 
 
-def test_torch_adam_epsilon_is_caught():
-    assert "iter0 weight changes (Adam)" in _failed(parity.run(GOLDEN, adam="torch"))
+def test_tolerances_are_measured_not_tabled(report):
+    """The scale is measured per quantity: x̂ of iteration 0 within a few float32 ulps of its magnitude,
+    iteration 1's x̂ (after Adam's first ≈ ±lr steps, whose signs rounding can decide) an order of
+    magnitude looser, relative to its size: the spread a table of fixed tolerances had to guess."""
+    _, g = parity.load_golden(GOLDEN)
+    rows = {r.quantity: r for r in report.rows}
+    rel = {it: rows[f"iter{it}/x_hat"].scale / np.abs(g[f"iter{it}/x_hat"]).max() for it in (0, 1)}
+    assert parity.ULP < rel[0] < 100 * parity.ULP
+    assert rel[1] > 5 * rel[0]
+    assert all(r.scale > 0 for r in report.rows if r.kind == "float")
+    assert len(report.replays) == 1 + len(parity.REPLAYS)
 
 
-def test_learning_rate_of_epoch_zero_is_caught(monkeypatch):
-    # The port's earlier schedule: rate^((epoch + 1) / every) — epoch 0 already decayed.
-    monkeypatch.setattr(teaching, "lr_factor", lambda e, d: d["rate"] ** ((e + 1) / d["every_epochs"]))
-    failed = _failed(parity.run(GOLDEN))
-    assert "iter0/lr_des" in failed and "iter0/lr_vae" in failed
+def _value(a, kind="float"):
+    return parity.Value(np.asarray(a, dtype=np.float64), kind, "q", None)
 
 
-def test_symmetric_transposed_convolution_padding_is_caught(monkeypatch):
-    """The port's earlier 3×3 stride-2 layer, ConvTranspose2d(padding=1, output_padding=1): one pixel off."""
-    build = parity.build_models
+def test_judge_rule():
+    """Pass at ≤ K × (max spread of the replays around float64 + one ulp); exact quantities at ≤ one ulp."""
+    exact = {"q": _value([1.0, 2.0]), "e": _value(0.5, "exact")}
+    replays = [{"q": _value([1.0 + 1e-6, 2.0]), "e": _value(0.5, "exact")},
+               {"q": _value([1.0, 2.0 - 3e-6]), "e": _value(0.5, "exact")}]
+    scale = 3e-6 + parity.ULP * 2.0
+    for off, ok in ((0.9 * parity.K * scale, True), (1.1 * parity.K * scale, False)):
+        rows = parity.judge({"q": _value([1.0, 2.0 + off])}, exact, replays, {"q": np.array([1.0, 2.0])})
+        assert rows[0].ok is ok and rows[0].ratio == pytest.approx(off / scale)
+    for ulps, ok in ((0.9, True), (1.1, False)):
+        rows = parity.judge({"e": _value(0.5 + ulps * parity.ULP * 0.5, "exact")}, exact, replays, {"e": np.array(0.5)})
+        assert rows[0].ok is ok
 
-    def old_build(channels, size, cfg):
-        models = build(channels, size, cfg)
-        old = models["decoder"][10]
-        models["decoder"][10] = nn.ConvTranspose2d(old.in_channels, old.out_channels, 3, 2, 1, output_padding=1)
-        return models
 
-    monkeypatch.setattr(parity, "build_models", old_build)
-    assert "iter0/x_tilde" in _failed(parity.run(GOLDEN))
+def test_kink_flip_swaps_the_slope_only_near_zero():
+    a = torch.tensor([-1.0, -1e-7, 1e-7, 1.0], dtype=torch.float64, requires_grad=True)
+    y = parity.KinkFlip(0.2, 1e-5, None)(a)
+    assert torch.equal(y, nn.functional.leaky_relu(a.detach(), 0.2))
+    (g,) = torch.autograd.grad(y.sum(), a)
+    assert g.tolist() == pytest.approx([0.2, 1.0, 0.2, 1.0])
+
+
+def test_float64_replay_stays_float64():
+    """No cast back to float32 inside the step: the float64 replay's x̂ differs from float32's by rounding only."""
+    assert teaching.at_least_fp32(torch.zeros(2, dtype=torch.float64)).dtype == torch.float64
+    assert teaching.at_least_fp32(torch.zeros(2, dtype=torch.bfloat16)).dtype == torch.float32
+    manifest, g = parity.load_golden(GOLDEN)
+    cfg = parity.golden_config(manifest)
+    cfg["iterations"] = 1
+    g1 = {k: v for k, v in g.items() if not k.startswith(("iter1", "epoch"))}
+    g1.update({k: v for k, v in g.items() if k.startswith("epoch")})
+    x64 = parity.replay(manifest, g1, cfg, dtype=torch.float64)[0]["iter0/x_hat"].ours
+    x32 = parity.replay(manifest, g1, cfg)[0]["iter0/x_hat"].ours
+    diff = np.abs(x64 - x32).max()
+    assert 0 < diff < 1e-4
+    assert not np.array_equal(x64, x64.astype(np.float32).astype(np.float64))  # digits beyond float32
 
 
 def test_configuration_is_read_from_the_manifest(tmp_path):
@@ -119,9 +153,7 @@ def test_parity_cli(tmp_path):
     assert "parity ok" in ok.stdout and "| iter0/x_hat |" in ok.stdout
     assert "excluded, as the manifest calls it non-reproducible" in ok.stdout
     assert (tmp_path / "t.md").read_text().startswith("| quantity |")
-    bad = subprocess.run([sys.executable, "-m", "pipeline", "parity", "--adam", "torch"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 1 and "PARITY FAILED" in bad.stderr and "iter0 weight changes (Adam)" in bad.stderr
+    # A failing run's exit code and message: tests/test_parity_mutants.py (torch's Adam ε placement among them).
     missing = subprocess.run([sys.executable, "-m", "pipeline", "parity", "--golden", str(tmp_path)], cwd=ROOT,
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "manifest.json not found" in missing.stderr
