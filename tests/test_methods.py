@@ -162,3 +162,22 @@ def test_every_baseline_runs_through_the_stages(tmp_path, monkeypatch):
     ckpt = torch.load(paths.checkpoint("digits", "coopnets", 1), weights_only=True)
     assert set(ckpt["models"]) == {"ebm", "decoder"}  # CoopNets: no encoder
     assert set(torch.load(paths.checkpoint("digits", "ebm", 1), weights_only=True)["models"]) == {"ebm"}
+
+
+def test_learning_rate_schedule_after_epoch_zero():
+    """What the parity golden file cannot see (both its iterations are epoch 0): the official
+    exponential_decay(lr, global_step = epoch, 20, 0.98), not staircase, stepped once per epoch."""
+    from pipeline.teaching import lr_factor, train
+
+    decay = {"rate": 0.98, "every_epochs": 20}
+    assert lr_factor(0, decay) == 1.0
+    assert lr_factor(10, decay) == pytest.approx(0.98**0.5, rel=1e-15)  # smooth, not 0.98**0 (staircase)
+    assert lr_factor(40, decay) == pytest.approx(0.98**2, rel=1e-15)
+    torch.manual_seed(0)
+    models = {k: v for k, v in build_models(1, 8, NETS).items() if k != "ebm"}
+    cfg = {**CFG, "lr_decay": decay, "epochs": 3, "batch_size": 2, "log_every": 1, "checkpoint_every": 100}
+    tr = make_trainer("vae", models, cfg, torch.device("cpu"))
+    curves = train("vae", tr, torch.rand(6, 1, 8, 8) * 2 - 1, cfg, NETS["z_dim"], progress=False)
+    assert len(curves) == 9  # 3 batches per epoch, logged after every iteration
+    for row in curves:  # the lr an iteration trained with: its epoch's, for every batch of the epoch
+        assert row["lr_vae"] == pytest.approx(0.01 * 0.98 ** (row["epoch"] / 20), rel=1e-12), row
