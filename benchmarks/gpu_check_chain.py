@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chain {' '.join(stage)}: exit {rc}, {time.perf_counter() - t0:.1f} s", flush=True)
             if rc != 0:
                 return rc
-        m = json.loads((work / "results/cifar10/coopvaebm/seed0/metrics.json").read_text())
-        print(f"chain ok on {args.device}: coopvaebm fid {m['fid']:.2f} (random Inception weights: meaningless), "
-              f"{m['n_samples']} samples")
+        full = json.loads((work / "results/cifar10/coopvaebm/seed0/metrics.json").read_text())
+        for name in full["protocols"]:
+            m = full[name]
+            print(f"chain ok on {args.device}: coopvaebm fid {m['fid']:.2f} under protocol {name} (random Inception "
+                  f"weights: meaningless), {m['n_samples']} samples")
     return 0
 
 

@@ -282,7 +282,13 @@ def estimate(params: dict, dataset: str, iteration_s: float | None, per_image_s:
     """One line: training (iterations × s/iteration), sampling and Inception scoring time for ``dataset``."""
     mc = params["datasets"][dataset]["methods"]["coopvaebm"]
     n_samples = params["datasets"][dataset]["sample"]["n_samples"]
-    n_ref = params["datasets"][dataset]["score"]["n_reference"]
+    protocols = params["datasets"][dataset]["score"]["protocols"].values()
+    # one Inception pass per reference set and conversion (the stage's feature groups), of the most images any needs
+    groups: dict[tuple[str, str], int] = {}
+    for p in protocols:
+        key = (p["reference"], p["conversion"])
+        groups[key] = max(groups.get(key, 0), p["n_reference"])
+    n_ref = sum(groups.values())
     iters = mc["epochs"] * (TRAIN_IMAGES[dataset] // mc["batch_size"])
     parts = []
     if iteration_s is not None:

@@ -20,6 +20,20 @@ class ThresholdError(RuntimeError):
     """A metric crossed its threshold."""
 
 
+def lookup(metrics: dict, key: str, path: object) -> float:
+    """``metrics[key]``, or a value inside a block (``official.fid``: the FID of protocol ``official``)."""
+    node: object = metrics
+    if key in metrics:
+        node = metrics[key]
+    else:
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                have = ", ".join(sorted(k if not isinstance(v, dict) else f"{k}.*" for k, v in metrics.items()))
+                raise KeyError(f"check rule names '{key}', but {path} has no such value (has: {have})")
+            node = node[part]
+    return float(node)  # type: ignore[arg-type]
+
+
 def seed_values(dataset: str, ref: str, seeds: list[int]) -> dict[int, float]:
     """{seed: value} of ``<method>.<key>`` for the seeds whose results/<dataset>/<method>/seed<k>/metrics.json exist."""
     source, key = ref.split(".", 1)
@@ -28,10 +42,7 @@ def seed_values(dataset: str, ref: str, seeds: list[int]) -> dict[int, float]:
         path = paths.metrics(dataset, source, seed)
         if not Path(path).exists():
             continue
-        metrics = json.loads(Path(path).read_text())
-        if key not in metrics:
-            raise KeyError(f"check rule names {ref}, but {path} has no '{key}' (has: {', '.join(sorted(metrics))})")
-        out[seed] = float(metrics[key])
+        out[seed] = lookup(json.loads(Path(path).read_text()), key, path)
     return out
 
 
@@ -44,10 +55,7 @@ def metric_file_value(dataset: str, ref: str, seeds: dict[str, list[int]] | None
     source, key = ref.split(".", 1)
     if source == "real":
         path = paths.metrics(dataset, "real")
-        metrics = json.loads(Path(path).read_text())
-        if key not in metrics:
-            raise KeyError(f"check rule names {ref}, but {path} has no '{key}' (has: {', '.join(sorted(metrics))})")
-        return float(metrics[key])
+        return lookup(json.loads(Path(path).read_text()), key, path)
     wanted = (seeds or {}).get(source, [0])
     values = seed_values(dataset, ref, wanted)
     if not values:

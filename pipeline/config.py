@@ -42,7 +42,19 @@ def validate(params: Any, source: str = "params.yaml") -> dict:
             f"{source} does not match the schema ({SCHEMA_PATH}):\n{lines}\n"
             f"Fix these keys in {source}; the schema lists every allowed key, its type and range."
         )
+    _check_protocols(params, source)
     return params
+
+
+def _check_protocols(params: dict, source: str) -> None:
+    # Across sections, so beyond the schema: a protocol cannot score more samples than the sample stage makes.
+    for name, d in params.get("datasets", {}).items():
+        for proto, p in d.get("score", {}).get("protocols", {}).items():
+            made = d.get("sample", {}).get("n_samples")
+            if made is not None and p["n_samples"] > made:
+                raise ConfigError(f"{source}: datasets.{name}.score.protocols.{proto}.n_samples = {p['n_samples']}, "
+                                  f"but datasets.{name}.sample.n_samples makes only {made}: lower the protocol's "
+                                  "n_samples or sample more")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.atomic import write_bytes, write_npz, write_torch
+from pipeline.atomic import write_bytes, write_torch
 from pipeline.data.archives import socket_timeout
 
 ENV_VAR = "PIPELINE_INCEPTION_DIR"
@@ -331,21 +331,6 @@ def scores(sample_feats: Mapping[str, np.ndarray], ref_feats: Mapping[str, np.nd
     for mode in CLEANFID_MODES:
         out[f"fid_cleanfid_{mode}"] = _cleanfid_fid(sample_feats[f"cleanfid_{mode}"], ref_feats[f"cleanfid_{mode}"])
     return {k: float(v) for k, v in out.items()}
-
-
-def save_features(path: str | os.PathLike, feats: Mapping[str, np.ndarray]) -> None:
-    """Write features (e.g. of the reference set, reused across runs; KID needs them whole) as a float32 npz."""
-    write_npz(path, **{k: np.asarray(v, dtype=np.float32) for k, v in feats.items()})
-
-
-def load_features(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read features written by ``save_features``; fails if a feature kind is missing."""
-    with np.load(path) as z:
-        feats = {k: z[k] for k in z.files}
-    absent = [k for k in FEATURE_KEYS if k not in feats]
-    if absent:
-        raise ValueError(f"{path} lacks features {absent}")
-    return feats
 
 
 # --------------------------------------------------------------------------------------------- test weights

@@ -9,18 +9,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pipeline.langevin import revise
+from pipeline.pixels import to_uint8
 from pipeline.teaching import propose, uniform_noise
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[−1, 1] N×C×H×W → uint8 N×H×W×C as the official code: clip((x + 1)·127.5) then truncate."""
-    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).clamp(0, 255)
-    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-def to_float(x: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 N×H×W×C → float N×C×H×W in [−1, 1] (x/127.5 − 1, as the official loader)."""
-    return torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
 
 
 def generate(

@@ -76,24 +76,35 @@ def embedded_rows(dataset: str, seeds: dict[str, list[int]]) -> tuple[list[str],
     return header, out
 
 
+def protocol_text(name: str, block: dict) -> str:
+    """How a protocol's numbers were made, as the tables print it."""
+    conv = {"official": "both through the official float → uint8 conversion",
+            "none": "reference as stored"}[block["conversion"]]
+    return (f"{name}: {block['n_samples']} samples vs the first {block['n_reference']} {block['reference']} images, "
+            f"{conv}")
+
+
 def inception_rows(dataset: str, seeds: dict[str, list[int]]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """Paper datasets: torch-fidelity FID/IS/KID and clean-fid FID, one row per method (mean ± std over seeds)
-    and the floor."""
-    header = ["method", "seeds", "FID (Langevin-revised)", "FID (proposal only)", "Inception Score", "KID ×10³",
-              "clean-FID (clean)", "clean-FID (legacy TF)", "FID per seed", "samples / reference"]
+    """Paper datasets: torch-fidelity FID/IS/KID and clean-fid FID, one row per FID protocol and method (mean ±
+    std over seeds), then the floor under each protocol."""
+    header = ["method", "FID protocol", "seeds", "FID (Langevin-revised)", "FID (proposal only)", "Inception Score",
+              "KID ×10³", "clean-FID (clean)", "clean-FID (legacy TF)", "FID per seed", "samples / reference"]
     out = []
-    for method, ss in seeds.items():
-        ms = list(_seeded(dataset, method, ss).values())
-        col = lambda k, scale=1.0: mean_std([m[k] for m in ms if k in m], scale=scale)  # noqa: E731
-        revised = method != "vae"
-        out.append((method, str(len(ss)), col("fid") if revised else "—", col("fid_vae"), col("inception_score"),
-                    col("kid", 1e3), col("fid_cleanfid_clean"), col("fid_cleanfid_legacy_tensorflow"),
-                    per_seed({s: m["fid"] for s, m in zip(ss, ms)}), _counts(ms[0])))
-    m = _load(dataset, "real")
-    out.append(("real data, test split (floor)", "—", _fmt(m["fid"]), "—",
-                f"{_fmt(m['inception_score'])} ± {_fmt(m['inception_score_std'])}",
-                f"{_fmt(m['kid'] * 1e3)} ± {_fmt(m['kid_std'] * 1e3)}", _fmt(m["fid_cleanfid_clean"]),
-                _fmt(m["fid_cleanfid_legacy_tensorflow"]), "—", _counts(m)))
+    real = _load(dataset, "real")
+    for protocol in real["protocols"]:
+        for method, ss in seeds.items():
+            ms = [m[protocol] for m in _seeded(dataset, method, ss).values()]
+            col = lambda k, scale=1.0: mean_std([m[k] for m in ms if k in m], scale=scale)  # noqa: E731
+            revised = method != "vae"
+            out.append((method, protocol, str(len(ss)), col("fid") if revised else "—", col("fid_vae"),
+                        col("inception_score"), col("kid", 1e3), col("fid_cleanfid_clean"),
+                        col("fid_cleanfid_legacy_tensorflow"), per_seed({s: m["fid"] for s, m in zip(ss, ms)}),
+                        _counts(ms[0])))
+        m = real[protocol]
+        out.append(("real data, test split (floor)", protocol, "—", _fmt(m["fid"]), "—",
+                    f"{_fmt(m['inception_score'])} ± {_fmt(m['inception_score_std'])}",
+                    f"{_fmt(m['kid'] * 1e3)} ± {_fmt(m['kid_std'] * 1e3)}", _fmt(m["fid_cleanfid_clean"]),
+                    _fmt(m["fid_cleanfid_legacy_tensorflow"]), "—", _counts(m)))
     return header, out
 
 
@@ -146,7 +157,9 @@ def dataset_table(params: dict, dataset: str, scope: str = "all") -> Table:
         header, body = inception_rows(dataset, seeds)
         title = f"{dataset}: FID, Inception Score and KID (Inception-v3 features)"
         note = ("FID, IS and KID by torch-fidelity (TF-compatible Inception, the paper-era numbers); clean-FID by "
-                "clean-fid in its `clean` and `legacy_tensorflow` modes. Samples clipped to [−1, 1], mapped to uint8.")
+                "clean-fid in its `clean` and `legacy_tensorflow` modes, under each FID protocol of params.yaml "
+                "(score.protocols): " + "; ".join(protocol_text(k, v) for k, v in _protocols(dataset).items())
+                + ". Samples clipped to [−1, 1], mapped to uint8 by truncation (the official conversion).")
     note += (" Mean ± sample standard deviation over the training seeds (one value: one seed). ebm: chains from "
              "uniform noise, no proposal; coopnets: the proposal is its generator's.")
     flag = "" if scope == "all" else f" --scope {scope}"
@@ -175,24 +188,35 @@ def load_paper_numbers_doc(path: Path = PAPER_NUMBERS) -> dict:
     return doc
 
 
-def _ours(params: dict, dataset: str, method: str, metric: str) -> tuple[float | None, str, str]:
-    """(value, shown text, protocol) of our number, the mean over the method's seeds present, or why there is none."""
+def _protocols(dataset: str) -> dict[str, dict]:
+    """{protocol: its settings} as the floor's metrics record them (the score stages write every protocol)."""
+    real = _load(dataset, "real")
+    return {k: real[k] for k in real["protocols"]}
+
+
+def _ours(params: dict, dataset: str, method: str, metric: str) -> list[tuple[float | None, str, str]]:
+    """[(value, shown text, protocol)] of our number under each FID protocol, the mean over the method's seeds
+    present; one entry saying why when there is none."""
     if dataset not in params["datasets"] or method not in params["datasets"][dataset]["methods"]:
-        return None, "not configured here", "—"
+        return [(None, "not configured here", "—")]
     seeds = params["datasets"][dataset]["methods"][method].get("seeds", [0])
     found = [paths.metrics(dataset, method, s) for s in seeds if Path(paths.metrics(dataset, method, s)).exists()]
     if not found:
-        return None, f"not run ({paths.metrics(dataset, method, seeds[0])} absent: see README, Full reproduction)", "—"
+        return [(None, f"not run ({paths.metrics(dataset, method, seeds[0])} absent: see README, Full reproduction)",
+                 "—")]
     ms = [json.loads(Path(f).read_text()) for f in found]
     # the Langevin-revised samples, except for the VAE alone: its own samples
     key = f"{metric}_vae" if method == "vae" else metric
-    if key not in ms[0]:
-        return None, f"not run ({found[0]} has no '{key}')", "—"
-    values = [float(m[key]) for m in ms]
-    m = ms[0]
-    protocol = (f"{m['n_samples']} samples vs {m['n_reference']} {m['reference']}, {m.get('implementation', '?')}; "
-                f"{len(values)} seed(s)")
-    return statistics.mean(values), mean_std(values), protocol
+    out = []
+    for protocol in ms[0]["protocols"]:
+        blocks = [m[protocol] for m in ms]
+        if key not in blocks[0]:
+            out.append((None, f"not run ({found[0]} has no '{protocol}.{key}')", protocol))
+            continue
+        values = [float(b[key]) for b in blocks]
+        out.append((statistics.mean(values), mean_std(values),
+                    f"{protocol_text(protocol, blocks[0])}, {ms[0].get('implementation', '?')}; {len(values)} seed(s)"))
+    return out
 
 
 # Baselines trained here on the paper's datasets: their rows show our numbers ("not run" until run).
@@ -210,23 +234,25 @@ def paper_tables(params: dict) -> list[Table]:
     for t in doc["tables"]:
         body = []
         for c in t["cells"]:
-            ours, shown, protocol = _ours(params, c["dataset"], c["method"], c["metric"])
             paper = "not recovered" if c["value"] is None else _fmt(float(c["value"]))
-            diff = _fmt(ours - float(c["value"])) if ours is not None and c["value"] is not None else "—"
-            body.append((c["dataset"], c.get("label", c["method"]), METRIC_NAMES.get(c["metric"], c["metric"]), paper,
-                         shown, diff, protocol))
+            for ours, shown, protocol in _ours(params, c["dataset"], c["method"], c["metric"]):
+                diff = _fmt(ours - float(c["value"])) if ours is not None and c["value"] is not None else "—"
+                body.append((c["dataset"], c.get("label", c["method"]), METRIC_NAMES.get(c["metric"], c["metric"]),
+                             paper, shown, diff, protocol))
         sources = sorted({" ".join(c["source"].split()) for c in t["cells"] if c.get("source")})
         note = (("Paper numbers: " + "; ".join(sources) if sources else "No paper number of this table recovered")
                 + ". \"not recovered\": the paper's value could not be read "
                 "from any source available to us (pipeline/paper_numbers.yaml). FID is comparable only at the same "
-                "sample count and reference set. Generated by `python -m pipeline paper-tables`.")
+                "sample count and reference set: each of our numbers is shown under every FID protocol of "
+                "params.yaml (score.protocols), named in the last column; which protocol the paper used is not "
+                "known. Generated by `python -m pipeline paper-tables`.")
         out.append((t["name"], t["title"], header, body, note))
     body = []
     for dataset in ("cifar10", "svhn", "celeba"):
         for method in BASELINES:
             for metric in ("fid",):
-                _, shown, protocol = _ours(params, dataset, method, metric)
-                body.append((dataset, BASELINE_LABELS.get(method, method), METRIC_NAMES[metric], shown, protocol))
+                for _, shown, protocol in _ours(params, dataset, method, metric):
+                    body.append((dataset, BASELINE_LABELS.get(method, method), METRIC_NAMES[metric], shown, protocol))
     out.append(("baselines", "Baselines trained here on the paper's datasets (ours, mean ± std over seeds)",
                 ["dataset", "method", "metric", "ours", "our protocol"], body,
                 "coopvaebm-noise: the paper's Langevin with its noise term; coopnets: CoopNets (no encoder); ebm: "
@@ -238,8 +264,8 @@ def paper_tables(params: dict) -> list[Table]:
     body = []
     for c in ctx["cells"]:
         if c.get("ours"):
-            _, shown, _ = _ours(params, c["dataset"], c["ours"], c["metric"])
-            ours = f"{c['ours']}: {shown}"
+            ours = "; ".join(f"{c['ours']}: {shown}" + (f" ({protocol.split(':')[0]})" if protocol != "—" else "")
+                             for _, shown, protocol in _ours(params, c["dataset"], c["ours"], c["metric"]))
         elif c.get("unlike"):  # a method of ours shares the name but not the configuration
             ours = c["unlike"]
         else:
@@ -266,7 +292,7 @@ def _esc(s: str) -> str:
 
 def latex(table: Table) -> str:
     _, title, header, body, note = table
-    text_columns = {"dataset", "method", "metric", "our protocol", "images", "model (published)",
+    text_columns = {"dataset", "method", "metric", "our protocol", "FID protocol", "images", "model (published)",
                     "ours (closest method)", "seeds"}
     return "\n".join([
         r"\begin{table}[t]", r"\centering", r"\small",

@@ -26,9 +26,10 @@ PAPER = [d for d in DATASETS if d not in EMBEDDED]
 EXPERIMENT_METHOD = "coopvaebm"
 SCORED_EXPERIMENTS = ["completion", "reconstruction"]
 PICTURE_EXPERIMENTS = ["interpolation", "trajectory"]
-# What the reference stage reads of the score section (the reference set and the Inception pass's
-# batch size); where the weights are looked for does not change the features.
-REFERENCE_KEYS = ["reference", "n_reference", "batch_size"]
+# What the reference stage reads of the score section (the FID protocols: reference sets, counts and
+# conversions; the Inception pass's batch size); where the weights are looked for and the KID/IS
+# settings do not change the features.
+REFERENCE_KEYS = ["protocols", "batch_size"]
 # What the weights check reads: whether it may download (where it looks does not change the marker).
 WEIGHTS_KEYS = ["download_weights"]
 

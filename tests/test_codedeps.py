@@ -45,7 +45,8 @@ def test_closure_follows_every_kind_of_import(tmp_path):
 def test_each_stage_runs_only_what_it_needs():
     """The split that makes reruns cheap: scoring code is not training's, and training's data scaling is."""
     train = set(code_inputs("train"))
-    assert "pipeline/sample.py" in train  # to_float scales the training data
+    assert "pipeline/pixels.py" in train  # to_float scales the training data
+    assert "pipeline/sample.py" not in train  # sampling code is not training's
     assert {"pipeline/nets.py", "pipeline/teaching.py", "pipeline/resume.py"} <= train
     assert not {"pipeline/metrics.py", "pipeline/inception.py", "pipeline/features.py", "pipeline/tables.py"} & train
     for stage in ("score", "score-real"):
@@ -53,6 +54,10 @@ def test_each_stage_runs_only_what_it_needs():
         assert "pipeline/metrics.py" in digits and "pipeline/inception.py" not in digits
         assert "pipeline/inception.py" in paper and "pipeline/metrics.py" not in paper
         assert not {"pipeline/nets.py", "pipeline/teaching.py"} & (digits | paper)
+        assert "pipeline/pixels.py" in paper  # the FID protocols' float -> uint8 conversion of the reference
+    # the reference features: the conversion, not the nets or the sampler
+    reference = set(code_inputs("reference", "cifar10"))
+    assert "pipeline/pixels.py" in reference and not {"pipeline/nets.py", "pipeline/sample.py"} & reference
     prepare = set(code_inputs("prepare", "cifar10"))
     assert {"pipeline/data/cifar10.py", "pipeline/data/archives.py"} <= prepare
     assert not {"pipeline/nets.py", "pipeline/inception.py", "pipeline/data/svhn.py"} & prepare
@@ -113,7 +118,7 @@ def test_reference_reads_only_the_keys_that_change_its_features(in_repo):
     with Repo(str(in_repo)) as repo:
         ref = next(s for s in repo.index.stages if s.addressing == "reference@cifar10")
         params = {p for d in ref.deps if isinstance(d, ParamsDependency) for p in d.params}
-    assert params == {f"datasets.cifar10.score.{k}" for k in ("reference", "n_reference", "batch_size")}
+    assert params == {f"datasets.cifar10.score.{k}" for k in ("protocols", "batch_size")}
     # the Snakefile's params of the rule are the same keys (rules/common.smk REFERENCE_KEYS)
     text = (in_repo / "rules/common.smk").read_text()
-    assert 'REFERENCE_KEYS = ["reference", "n_reference", "batch_size"]' in text
+    assert 'REFERENCE_KEYS = ["protocols", "batch_size"]' in text

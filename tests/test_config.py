@@ -88,3 +88,30 @@ def test_a_margin_needs_an_order_to_apply_to(params):
     _raises(bad, "check.digits", "below")
     bad["check"]["digits"][-1] = {"metric": "coopvaebm.fd_digits", "below": "vae.fd_digits", "margin": -1}
     _raises(bad, "check.digits")
+
+
+def test_fid_protocols_are_named_and_bounded_by_the_samples(params):
+    """The paper datasets score each named protocol; one cannot take more samples than the sample stage makes."""
+    protos = params["datasets"]["cifar10"]["score"]["protocols"]
+    assert protos["official"] == {"n_samples": 10000, "reference": "train", "n_reference": 10000,
+                                  "conversion": "official"}
+    assert (protos["50k-train"]["n_samples"], protos["50k-train"]["n_reference"]) == (50000, 50000)
+    bad = copy.deepcopy(params)
+    bad["datasets"]["cifar10"]["score"]["protocols"]["official"]["n_samples"] = 60000
+    _raises(bad, "datasets.cifar10.score.protocols.official.n_samples = 60000", "sample.n_samples makes only 50000")
+    bad = copy.deepcopy(params)
+    bad["datasets"]["cifar10"]["score"]["protocols"]["official"]["conversion"] = "rounded"
+    _raises(bad, "datasets.cifar10.score.protocols.official.conversion")
+
+
+def test_check_rules_reach_into_a_protocol(params, tmp_path, monkeypatch):
+    """`<method>.<protocol>.<key>` reads that protocol's block; a missing one is named."""
+    import json
+
+    from pipeline.check import lookup
+
+    m = {"protocols": ["official"], "official": {"fid": 40.0}}
+    assert lookup(m, "official.fid", "m.json") == 40.0
+    with pytest.raises(KeyError, match="'50k-train.fid'.*official"):
+        lookup(m, "50k-train.fid", "m.json")
+    assert json.dumps(m)  # the shape the score stage writes is plain JSON

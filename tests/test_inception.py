@@ -227,17 +227,6 @@ def test_memmap_input_streams_identically(weights, sets, feats, tmp_path):
         np.testing.assert_array_equal(got[k], feats[0][k][:BATCH], err_msg=k)
 
 
-def test_save_and_load_features(feats, tmp_path):
-    inc.save_features(tmp_path / "ref.npz", feats[1])
-    back = inc.load_features(tmp_path / "ref.npz")
-    assert set(back) == set(feats[1])
-    for k, v in feats[1].items():
-        np.testing.assert_array_equal(back[k], v)
-    inc.save_features(tmp_path / "partial.npz", {inc.FIDELITY_POOL: feats[1][inc.FIDELITY_POOL]})
-    with pytest.raises(ValueError, match="lacks features"):
-        inc.load_features(tmp_path / "partial.npz")
-
-
 def test_rejects_non_uint8(weights):
     with pytest.raises(ValueError, match="uint8"):
         inc.extract(np.zeros((2, 32, 32, 3), np.float32), weights, batch_size=2, device=CPU, progress=False)

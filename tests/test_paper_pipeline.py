@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -37,8 +38,13 @@ def tiny_cifar_params(root: Path, raw: Path, weights: Path | None) -> Path:
     c["methods"]["coopvaebm"].update(n_chains=6)
     c["methods"]["coopvaebm"]["langevin"].update(train_steps=1, test_steps=2)
     c["sample"]["n_samples"] = 12
-    c["score"].update(n_reference=20, kid_subsets=3, kid_subset_size=6, isc_splits=2, batch_size=10,
-                      inception_weights_dir=str(weights) if weights else None, download_weights=False)
+    # Both shipped protocols at tiny counts, and a third whose reference is not converted: two feature groups.
+    c["score"].update(protocols={
+        "official": {"n_samples": 6, "reference": "train", "n_reference": 10, "conversion": "official"},
+        "50k-train": {"n_samples": 12, "reference": "train", "n_reference": 20, "conversion": "official"},
+        "raw": {"n_samples": 12, "reference": "train", "n_reference": 20, "conversion": "none"}},
+        kid_subsets=3, kid_subset_size=6, isc_splits=2, batch_size=10,
+        inception_weights_dir=str(weights) if weights else None, download_weights=False)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -58,19 +64,31 @@ def test_cifar10_chain_offline(tmp_path, weights_dir, monkeypatch, checksums):
                                                                ["score", "--dataset", "cifar10", "--method", m])),
                   ["score-real", "--dataset", "cifar10"], ["tables", "--dataset", "cifar10"], ["paper-tables"]):
         assert main([*stage, *args]) == 0, stage
-    m = json.loads((tmp_path / "results/cifar10/coopvaebm/seed0/metrics.json").read_text())
-    for key in ("fid", "fid_vae", "inception_score", "inception_score_std", "kid", "kid_std", "fid_cleanfid_clean",
-                "fid_cleanfid_legacy_tensorflow", "inception_score_vae"):
-        assert isinstance(m[key], float), key
-    assert (m["n_samples"], m["n_reference"], m["reference"]) == (12, 20, "train")
-    assert "torch-fidelity" in m["implementation"] and "clean-fid" in m["implementation"]
+    full = json.loads((tmp_path / "results/cifar10/coopvaebm/seed0/metrics.json").read_text())
+    assert full["protocols"] == ["official", "50k-train", "raw"]
+    assert "torch-fidelity" in full["implementation"] and "clean-fid" in full["implementation"]
+    for name, counts in (("official", (6, 10)), ("50k-train", (12, 20)), ("raw", (12, 20))):
+        m = full[name]
+        for key in ("fid", "fid_vae", "inception_score", "inception_score_std", "kid", "kid_std", "fid_cleanfid_clean",
+                    "fid_cleanfid_legacy_tensorflow", "inception_score_vae"):
+            assert isinstance(m[key], float), (name, key)
+        assert (m["n_samples"], m["n_reference"], m["reference"]) == (*counts, "train"), name
+    # The same samples and reference images, the reference converted or not: the conversion changes the FID.
+    assert full["50k-train"]["fid"] != full["raw"]["fid"]
+    with np.load(tmp_path / "data/reference/cifar10.npz") as z:
+        assert {k.split("/")[0] for k in z.files} == {"train.official", "train.none"}  # one pass per group
+        assert len(z["train.official/2048"]) == 20
     real = json.loads((tmp_path / "results/cifar10/real/metrics.json").read_text())
-    assert real["n_samples"] == 6  # the fixture's test batch
+    assert all(real[p]["n_samples"] == 6 for p in real["protocols"])  # the fixture's test batch, whole
     paper = (tmp_path / "results/tables/paper.md").read_text()
-    assert f"| cifar10 | coopvaebm | FID | 36.20 | {m['fid']:.2f} | {m['fid'] - 36.20:.2f} | 12 samples vs 20 train" \
-        in paper
+    for name, text in (("official", "official: 6 samples vs the first 10 train images, both through the official"),
+                       ("50k-train", "50k-train: 12 samples vs the first 20 train images, both through the official"),
+                       ("raw", "raw: 12 samples vs the first 20 train images, reference as stored")):
+        fid = full[name]["fid"]
+        assert f"| cifar10 | coopvaebm | FID | 36.20 | {fid:.2f} | {fid - 36.20:.2f} | {text}" in paper, name
+    table = (tmp_path / "results/tables/cifar10.md").read_text()
+    assert "| coopvaebm | official | 1 |" in table and "| real data, test split (floor) | raw |" in table
     assert "| svhn | coopvaebm | FID | not recovered | not run" in paper
-    assert "| coopvaebm |" in (tmp_path / "results/tables/cifar10.md").read_text()
 
 
 def test_missing_weights_stop_the_reference_stage(tmp_path, monkeypatch, checksums, capsys):

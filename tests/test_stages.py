@@ -11,7 +11,7 @@ from pipeline import paths
 from pipeline.atomic import write_npz, write_text
 from pipeline.check import ThresholdError, check
 from pipeline.nets import build_models
-from pipeline.sample import to_float, to_uint8
+from pipeline.pixels import to_float, to_uint8
 from pipeline.tables import tables
 
 
@@ -181,3 +181,40 @@ def test_checkpoint_that_is_not_a_state_dict_is_refused(tmp_path):
         load_checkpoint(bad, "digits", "coopvaebm", {}, torch.device("cpu"))
     with pytest.raises(FileNotFoundError, match="run the train stage"):
         load_checkpoint(tmp_path / "missing.pt", "digits", "coopvaebm", {}, torch.device("cpu"))
+
+
+def test_official_roundtrip_is_the_samples_conversion_applied_to_real_images():
+    """Real uint8 images through x/127.5 − 1 (float32) and back: 63 grey levels come back one lower."""
+    from pipeline.pixels import official_roundtrip
+
+    levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    back = official_roundtrip(levels)
+    np.testing.assert_array_equal(back, to_uint8(to_float(levels)))
+    diff = levels.astype(int) - back.astype(int)
+    assert set(np.unique(diff)) == {0, 1} and int(diff.sum()) == 63
+    assert back[0, 0, 0, 0] == 0 and back[0, -1, -1, 0] == 255  # the ends survive
+    chunked = official_roundtrip(np.repeat(levels, 5, axis=0), chunk=2)  # chunking changes nothing
+    assert all(np.array_equal(c, back[0]) for c in chunked)
+    with pytest.raises(ValueError, match="uint8"):
+        official_roundtrip(levels.astype(np.float32))
+
+
+def test_reference_features_are_shared_by_protocols_with_one_reference_set(tmp_path, monkeypatch):
+    """Protocols on the same set and conversion read one feature pass, each its first n_reference rows."""
+    from pipeline.atomic import write_npz
+    from pipeline.inception import FEATURE_KEYS
+    from pipeline.stages.reference import load_reference, reference_groups
+
+    protos = {"official": {"n_samples": 1, "reference": "train", "n_reference": 3, "conversion": "official"},
+              "big": {"n_samples": 1, "reference": "train", "n_reference": 5, "conversion": "official"},
+              "raw": {"n_samples": 1, "reference": "train", "n_reference": 4, "conversion": "none"}}
+    assert reference_groups(protos) == {"train.official": ("train", "official", 5), "train.none": ("train", "none", 4)}
+    monkeypatch.chdir(tmp_path)
+    feats = {f"train.official/{k}": np.arange(10, dtype=np.float32).reshape(5, 2) for k in FEATURE_KEYS}
+    write_npz("data/reference/cifar10.npz", **feats)
+    got = load_reference("cifar10", protos["official"])
+    assert set(got) == set(FEATURE_KEYS) and all(v.shape == (3, 2) for v in got.values())
+    with pytest.raises(RuntimeError, match="rerun the reference stage"):
+        load_reference("cifar10", protos["raw"])  # no pass of the unconverted set
+    with pytest.raises(RuntimeError, match="asks for 6"):
+        load_reference("cifar10", {**protos["big"], "n_reference": 6})

@@ -46,14 +46,22 @@ def test_paper_tables_without_results_say_not_run(in_tmp):
     assert tex.count(r"\begin{tabular}") == 4 and "36.20" in tex
 
 
+def protocols(**blocks) -> dict:
+    """A paper dataset's metrics.json: the protocols' names and one block each."""
+    return {"protocols": list(blocks), "implementation": "torch-fidelity 0.4.0", **blocks}
+
+
+OFFICIAL = {"n_samples": 10000, "n_reference": 10000, "reference": "train", "conversion": "official"}
+FIFTY = {"n_samples": 50000, "n_reference": 50000, "reference": "train", "conversion": "official"}
+
+
 def test_peers_numbers_are_context_with_their_source(in_tmp):
     """The four published peer FIDs, from CPMLA's Table 1, marked as not the CoopVAEBM paper's numbers."""
     doc = tables.load_paper_numbers_doc()
     values = {c["model"].split(" (")[0]: c["value"] for c in doc["context"]["cells"]}
     assert values == {"short-run EBM": 44.50, "IGEBM": 38.20, "CoopFlow": 21.16, "VAE": 78.41}
     assert "CPMLA paper, Table 1" in doc["context"]["source"]
-    write_json("results/cifar10/ebm/seed0/metrics.json", {
-        "fid": 50.0, "n_samples": 50000, "n_reference": 50000, "reference": "train"})
+    write_json("results/cifar10/ebm/seed0/metrics.json", protocols(**{"50k-train": {**FIFTY, "fid": 50.0}}))
     tables.write_paper_tables(PARAMS)
     md = (in_tmp / "results/tables/paper.md").read_text()
     # our ebm is a variant (noiseless, tuned on digits): its 50.00 is not placed beside the published 44.50
@@ -65,17 +73,23 @@ def test_peers_numbers_are_context_with_their_source(in_tmp):
 
 
 def test_paper_tables_show_ours_and_the_difference(in_tmp):
-    write_json("results/cifar10/coopvaebm/seed0/metrics.json", {
-        "fid": 40.5, "inception_score": 6.1, "n_samples": 50000, "n_reference": 50000, "reference": "train",
-        "implementation": "torch-fidelity 0.4.0"})
-    write_json("results/cifar10/vae/seed0/metrics.json", {
-        "fid_vae": 90.25, "inception_score_vae": 3.5, "n_samples": 50000, "n_reference": 50000,
-        "reference": "train", "implementation": "torch-fidelity 0.4.0"})
+    """Every number of ours once per FID protocol, each row naming its protocol."""
+    write_json("results/cifar10/coopvaebm/seed0/metrics.json", protocols(
+        official={**OFFICIAL, "fid": 42.5, "inception_score": 6.0},
+        **{"50k-train": {**FIFTY, "fid": 40.5, "inception_score": 6.1}}))
+    write_json("results/cifar10/vae/seed0/metrics.json", protocols(
+        official={**OFFICIAL, "fid_vae": 92.0, "inception_score_vae": 3.4},
+        **{"50k-train": {**FIFTY, "fid_vae": 90.25, "inception_score_vae": 3.5}}))
     tables.write_paper_tables(PARAMS)
     md = (in_tmp / "results/tables/paper.md").read_text()
-    assert "| cifar10 | coopvaebm | FID | 36.20 | 40.50 | 4.30 | 50000 samples vs 50000 train, torch-fidelity" in md
-    assert "| cifar10 | coopvaebm | Inception Score | not recovered | 6.10 | — |" in md
-    assert "| cifar10 | vae | FID | not recovered | 90.25 | — |" in md
+    both = "both through the official float → uint8 conversion, torch-fidelity 0.4.0; 1 seed(s)"
+    assert ("| cifar10 | coopvaebm | FID | 36.20 | 42.50 | 6.30 | official: 10000 samples vs the first 10000 train "
+            f"images, {both} |") in md
+    assert ("| cifar10 | coopvaebm | FID | 36.20 | 40.50 | 4.30 | 50k-train: 50000 samples vs the first 50000 train "
+            f"images, {both} |") in md
+    assert "| cifar10 | coopvaebm | Inception Score | not recovered | 6.10 | — | 50k-train:" in md
+    assert "| cifar10 | vae | FID | not recovered | 92.00 | — | official:" in md
+    assert "| cifar10 | vae | FID | not recovered | 90.25 | — | 50k-train:" in md
 
 
 def test_a_paper_value_without_source_is_refused(tmp_path):
@@ -88,16 +102,24 @@ def test_a_paper_value_without_source_is_refused(tmp_path):
 
 def test_inception_dataset_table(in_tmp):
     params = {"datasets": {"cifar10": {"methods": {"coopvaebm": {"seeds": [0]}, "vae": {"seeds": [0]}}}}}
-    common = {"n_samples": 100, "n_reference": 200, "reference": "train", "inception_score_std": 0.1,
-              "kid_std": 0.001, "fid_cleanfid_clean": 11.0, "fid_cleanfid_legacy_tensorflow": 12.0}
-    write_json("results/cifar10/coopvaebm/seed0/metrics.json", {**common, "fid": 30.0, "fid_vae": 50.0,
-                                                          "inception_score": 7.0, "kid": 0.02})
-    write_json("results/cifar10/vae/seed0/metrics.json", {**common, "fid": 60.0, "fid_vae": 60.0, "inception_score": 4.0,
-                                                    "kid": 0.05})
-    write_json("results/cifar10/real/metrics.json", {**common, "fid": 3.0, "inception_score": 11.0, "kid": 0.0})
+    common = {"n_samples": 100, "n_reference": 200, "reference": "train", "conversion": "official",
+              "inception_score_std": 0.1, "kid_std": 0.001, "fid_cleanfid_clean": 11.0,
+              "fid_cleanfid_legacy_tensorflow": 12.0}
+    small = {**common, "n_samples": 50, "n_reference": 100, "conversion": "none"}
+    write_json("results/cifar10/coopvaebm/seed0/metrics.json", protocols(
+        a={**common, "fid": 30.0, "fid_vae": 50.0, "inception_score": 7.0, "kid": 0.02},
+        b={**small, "fid": 33.0, "fid_vae": 55.0, "inception_score": 7.0, "kid": 0.02}))
+    write_json("results/cifar10/vae/seed0/metrics.json", protocols(
+        a={**common, "fid": 60.0, "fid_vae": 60.0, "inception_score": 4.0, "kid": 0.05},
+        b={**small, "fid": 66.0, "fid_vae": 66.0, "inception_score": 4.0, "kid": 0.05}))
+    write_json("results/cifar10/real/metrics.json", protocols(
+        a={**common, "fid": 3.0, "inception_score": 11.0, "kid": 0.0},
+        b={**small, "fid": 4.0, "inception_score": 11.0, "kid": 0.0}))
     tables.tables(params, "cifar10")
     md = Path("results/tables/cifar10.md").read_text()
-    assert "| coopvaebm | 1 | 30.00 | 50.00 | 7.00 | 20.00 | 11.00 | 12.00 | s0 30.00 | 100 / 200 (train) |" in md
-    assert "| vae | 1 | — | 60.00 |" in md and "| real data, test split (floor) | — | 3.00 | — |" in md
-    assert json.loads(Path("results/cifar10/real/metrics.json").read_text())["fid"] == 3.0
+    assert "| coopvaebm | a | 1 | 30.00 | 50.00 | 7.00 | 20.00 | 11.00 | 12.00 | s0 30.00 | 100 / 200 (train) |" in md
+    assert "| coopvaebm | b | 1 | 33.00 | 55.00 | 7.00 | 20.00 | 11.00 | 12.00 | s0 33.00 | 50 / 100 (train) |" in md
+    assert "| vae | a | 1 | — | 60.00 |" in md and "| real data, test split (floor) | a | — | 3.00 | — |" in md
+    assert "| real data, test split (floor) | b | — | 4.00 | — |" in md
+    assert "b: 50 samples vs the first 100 train images, reference as stored" in md
     assert r"\toprule" in Path("results/tables/cifar10.tex").read_text()

@@ -241,6 +241,7 @@ def planned_snakemake_jobs(root: Path, target: str = "digits") -> set[str]:
 
 # What `snakemake -n digits` plans after a code edit on a finished run (rule:method).
 SCORING = {"score:coopvaebm", "score:vae", "score_real:", "tables_ci:", "check_ci:"}
+SAMPLING = {"sample:coopvaebm", "sample:vae", "score:coopvaebm", "score:vae", "tables_ci:", "check_ci:"}
 AFTER_TRAINING = {"train:coopvaebm", "train:vae", "sample:coopvaebm", "sample:vae", "score:coopvaebm", "score:vae",
                   *(f"{e}:coopvaebm" for e in EXPERIMENTS), "tables_ci:", "check_ci:"}
 
@@ -301,7 +302,8 @@ def test_snakemake_runs_digits_chain(tmp_path):
     assert edited_plan(root, "pipeline/metrics.py") == SCORING
     assert edited_plan(root, "pipeline/stages/score_classifier.py") == SCORING
     assert edited_plan(root, "pipeline/nets.py") == AFTER_TRAINING
-    assert edited_plan(root, "pipeline/sample.py") == AFTER_TRAINING  # to_float scales the training data
+    assert edited_plan(root, "pipeline/pixels.py") == AFTER_TRAINING  # to_float scales the training data
+    assert edited_plan(root, "pipeline/sample.py") == SAMPLING  # the sampler is not training's code
     assert edited_plan(root, "pipeline/tables.py") == {"tables_ci:"}
     (root / "pipeline/metrics.py").touch()  # a newer mtime, the same content
     assert planned_snakemake_jobs(root) == set()
@@ -346,7 +348,8 @@ def test_dvc_repro_runs_digits_chain(tmp_path):
                                                                     "score_real@digits"}
     trained = {*(f"{s}@digits-{r}" for s in ("train", "sample") for r in runs), *experiments}
     assert edited_status(root, "pipeline/nets.py", DIGITS) == trained
-    assert edited_status(root, "pipeline/sample.py", DIGITS) == trained  # to_float scales the training data
+    assert edited_status(root, "pipeline/pixels.py", DIGITS) == trained  # to_float scales the training data
+    assert edited_status(root, "pipeline/sample.py", DIGITS) == {f"sample@digits-{r}" for r in runs}
     assert edited_status(root, "pipeline/tables.py", DIGITS) == {"tables_ci@digits"}
     assert "up to date" in run(["dvc", "status", "--with-deps", *DIGITS], root).stdout
 

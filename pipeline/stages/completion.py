@@ -20,7 +20,7 @@ def completion(params: dict, dataset: str, method: str, seed: int = 0, device: s
     """
     from pipeline.experiments import complete
     from pipeline.pictures import save_grid
-    from pipeline.sample import to_float, to_uint8
+    from pipeline.pixels import to_float, to_uint8
 
     ecfg, mcfg, data, arch, models, gen = setup(params, dataset, method, seed, device)
     truth = data.x_test[: ecfg["n_images"]]

@@ -10,7 +10,7 @@ from pipeline import paths
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
 from pipeline.precision import apply_precision
-from pipeline.sample import to_float
+from pipeline.pixels import to_float
 from pipeline.stages.checkpoints import load_checkpoint
 from pipeline.stages.common import arch_of, pick_device, run_cfg
 

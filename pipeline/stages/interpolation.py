@@ -11,7 +11,7 @@ def interpolation(params: dict, dataset: str, method: str, seed: int = 0, device
     """PNG: linear paths between pairs of codes, one per row, decoded and Langevin-revised."""
     from pipeline.experiments import interpolate
     from pipeline.pictures import save_grid
-    from pipeline.sample import to_uint8
+    from pipeline.pixels import to_uint8
 
     ecfg, mcfg, data, arch, models, gen = setup(params, dataset, method, seed, device)
     icfg = ecfg["interpolation"]

@@ -14,7 +14,7 @@ def reconstruction(params: dict, dataset: str, method: str, seed: int = 0, devic
     the VAE alone and after the refinement; PNG truth | VAE | refined."""
     from pipeline.experiments import reconstruct
     from pipeline.pictures import save_grid
-    from pipeline.sample import to_float, to_uint8
+    from pipeline.pixels import to_float, to_uint8
 
     ecfg, mcfg, data, arch, models, gen = setup(params, dataset, method, seed, device)
     truth = data.x_test[: ecfg["n_images"]]

@@ -30,7 +30,7 @@ def train(params: dict, dataset: str, method: str, seed: int = 0, device: str | 
     """
     from pipeline import resume
     from pipeline.nets import build_models
-    from pipeline.sample import to_float
+    from pipeline.pixels import to_float
     from pipeline.teaching import NETS, DivergenceError, make_trainer, trainer_state
     from pipeline.teaching import train as run_training
 

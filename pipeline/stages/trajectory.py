@@ -11,7 +11,7 @@ def trajectory(params: dict, dataset: str, method: str, seed: int = 0, device: s
     """PNG: Langevin chains from x̃ (left) to x̂ (right), one chain per row, every step."""
     from pipeline.experiments import trajectory as chains
     from pipeline.pictures import save_grid
-    from pipeline.sample import to_uint8
+    from pipeline.pixels import to_uint8
 
     ecfg, mcfg, data, arch, models, gen = setup(params, dataset, method, seed, device)
     # the batch the nets saw in training (BatchNorm on batch statistics); the first `chains` are shown
