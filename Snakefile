@@ -34,8 +34,8 @@ rule digits:
         targets("digits", "ci"),
 
 
-# The authors' CIFAR-10 checkpoint imported, sampled and scored (README "Evaluate the authors'
-# checkpoint"); `all` includes it only when its files are there (rules/common.smk official_available).
+# The authors' CIFAR-10 checkpoint imported, sampled and scored (docs/paper-reproduction.md,
+# "Evaluate the authors' checkpoint"); `all` includes it only when its files are there (rules/common.smk official_available).
 rule official:
     input:
         "results/cifar10/official/seed0/metrics.json",
