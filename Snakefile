@@ -12,6 +12,13 @@ validate(config, "pipeline/schema.yaml")
 
 include: "rules/common.smk"
 
+# report/workflow.rst shows results/tables/*.md as tables (`.. markdown-tables::`, a docutils
+# directive: docutils reads no markdown). Presentation only: no stage imports it. (rules/common.smk
+# put this checkout first on sys.path.)
+from pipeline.reportmd import register as register_markdown_tables
+
+register_markdown_tables()
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
