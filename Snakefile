@@ -12,6 +12,13 @@ validate(config, "pipeline/schema.yaml")
 
 include: "rules/common.smk"
 
+# report/workflow.rst shows results/tables/*.md as tables (`.. markdown-tables::`, a docutils
+# directive: docutils reads no markdown). Presentation only: no stage imports it. (rules/common.smk
+# put this checkout first on sys.path.)
+from pipeline.reportmd import register as register_markdown_tables
+
+register_markdown_tables()
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
@@ -34,8 +41,8 @@ rule digits:
         targets("digits", "ci"),
 
 
-# The authors' CIFAR-10 checkpoint imported, sampled and scored (README "Evaluate the authors'
-# checkpoint"); `all` includes it only when its files are there (rules/common.smk official_available).
+# The authors' CIFAR-10 checkpoint imported, sampled and scored (docs/paper-reproduction.md,
+# "Evaluate the authors' checkpoint"); `all` includes it only when its files are there (rules/common.smk official_available).
 rule official:
     input:
         "results/cifar10/official/seed0/metrics.json",

@@ -1,4 +1,4 @@
-"""Measurements behind the parity rule (README, "Parity"): the factor K, and what the check still catches.
+"""Measurements behind the parity rule (docs/parity.md): the factor K, and what the check still catches.
 
 ``--calibrate``: how large is error / rounding scale when both sides are correct float32
 implementations? Besides ours against the official code, each of ``--extra`` further float32

@@ -285,7 +285,7 @@ def _num(x: float | None) -> str:
 
 
 def _markdown(rows: list[dict], summary: dict) -> str:
-    """The runs and their distribution as markdown (the README quotes it)."""
+    """The runs and their distribution as markdown (docs/robustness.md quotes it)."""
     ok = [r for r in rows if "error" not in r]
     ids = _machine_ids(ok)
     lines = [] if not summary.get("overrides") else [

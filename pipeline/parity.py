@@ -34,7 +34,7 @@ class ParityError(RuntimeError):
     """The golden directory is unusable, or a quantity is out of tolerance."""
 
 
-# The rule (README, "Parity"): each quantity's tolerance is measured at run time from its own float32
+# The rule (docs/parity.md, "Tolerances"): each quantity's tolerance is measured at run time from its own float32
 # sensitivity at the golden file's configuration, not read from a table tuned on one file.
 #   - R: our step replayed in float64 on the same injected inputs: a stand-in for the exact value.
 #   - V_j: our step in float32 several ways that differ only in rounding (``REPLAYS``): the default
@@ -47,7 +47,7 @@ class ParityError(RuntimeError):
 # A float quantity passes when max|ours − official| ≤ K · s, "ours" being the default path. Closed-form
 # quantities (inputs, learning rates, Adam's β powers, shapes, the weights rule) must agree to one ulp.
 ULP = 2.0**-23  # float32 spacing at 1: two correct roundings of one real number differ by ≤ 1 ulp
-# K from measurements (README, "Parity"; benchmarks/parity/calibration.md, made by
+# K from measurements (docs/parity.md, "Why K = 8"; benchmarks/parity/calibration.md, made by
 # benchmarks/parity_study.py --calibrate): on the committed golden file the largest error/scale
 # ratio of ours against the official code is 3.03; against each of 21 stand-ins for "another correct
 # float32 implementation" (our step with other nudges, NCHW + nudged, 1 thread, oneDNN capped at
@@ -558,7 +558,7 @@ def run(golden_dir: Path = DEFAULT_GOLDEN, adam: str = "tf1") -> Report:
 
 
 def format_report(report: Report) -> str:
-    """The markdown table the CLI prints (and the README quotes)."""
+    """The markdown table the CLI prints (and docs/parity.md quotes)."""
     lines = ["| quantity | values | max abs error | rounding scale | error / scale | limit | ok | worst |",
              "|---|---:|---:|---:|---:|---|---|---|"]
     for r in report.rows:

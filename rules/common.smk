@@ -54,7 +54,7 @@ def cores(rule):
     return get
 
 
-# Cluster resources (profiles/slurm; README "On a cluster"). Per rule: (mem_mb, runtime in minutes,
+# Cluster resources (profiles/slurm; docs/cluster.md). Per rule: (mem_mb, runtime in minutes,
 # cpus_per_task) for digits, then for a paper dataset (None: not run there). For digits,
 # the whole chain takes minutes on 2 CPU cores, no GPU. Paper datasets (benchmarks/RESULTS.md, 2-core
 # CPU): Inception features 12.12 h per 150,000 images and 3.87 GB RSS at 10,000 images (+29 KB per

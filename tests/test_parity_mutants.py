@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 
 # name: (file, original text, mutated text). benchmarks/parity_study.py --sensitivity measures the
-# smallest deviation of each kind that is still caught (README, "Parity").
+# smallest deviation of each kind that is still caught (docs/parity.md, "What it catches and what it cannot").
 MUTANTS: dict[str, tuple[str, str, str]] = {
     "batch-norm ε at PyTorch's default 1e-5": (
         "nets.py", "def __init__(self, channels: int, eps: float = 1e-3)",

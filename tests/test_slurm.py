@@ -65,7 +65,7 @@ echo "$JOB" >"$OUT/cancelled.jobid"
 ls state/digits/coopvaebm/seed0/ >"$OUT/state_before_rerun.txt" 2>&1
 scancel "$JOB"
 # snakemake-executor-plugin-slurm 2.8.0 does not count sacct's state "CANCELLED by <uid>" as failed and
-# would wait for the job forever (on SIGTERM it only waits for its running jobs): README tells the
+# would wait for the job forever (on SIGTERM it only waits for its running jobs): docs/cluster.md tells the
 # user to kill it, unlock and rerun, as done here.
 sleep 5
 kill -TERM $SMPID

@@ -23,7 +23,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def test_only_the_one_recovered_paper_number_is_filled():
-    """Guard against numbers typed from memory: only CIFAR-10 FID 36.20 could be recovered (README)."""
+    """Guard against numbers typed from memory: only CIFAR-10 FID 36.20 could be recovered (docs/paper-reproduction.md)."""
     cells = [c for t in tables.load_paper_numbers() for c in t["cells"]]
     filled = {(c["dataset"], c["method"], c["metric"]): c["value"] for c in cells if c["value"] is not None}
     # the same number twice: our training's row and the authors' checkpoint's row (same paper cell)

@@ -2,7 +2,7 @@
 
 benchmarks/robustness/epochs200/runs.csv holds the digits chain of the configuration params.yaml trains
 (coopvaebm and the vae baseline 200 epochs) run over training seeds × float perturbations
-(`python benchmarks/robustness.py`, README "Robustness across machines"): each row is what CI's
+(`python benchmarks/robustness.py`, docs/robustness.md): each row is what CI's
 reproduction could produce on some machine. A threshold that any recorded run crosses would make CI a
 lottery, so this fails the suite instead, naming the run and the rule. The 100-epoch study
 (benchmarks/robustness/runs.csv) is a record of the configuration before; it gates nothing.

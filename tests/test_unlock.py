@@ -1,4 +1,4 @@
-"""README's recovery after killing Snakemake: `snakemake --unlock`, as written, on a real stale lock."""
+"""The recovery after killing Snakemake (README "Running it", docs/workflows.md): `snakemake --unlock`, as written, on a real stale lock."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_unlock_as_documented_removes_a_stale_lock(tmp_path):
     blocked = run(["snakemake", "--cores", "1", "--rerun-incomplete", "digits"], root, check=False)
     assert blocked.returncode != 0 and "cannot be locked" in blocked.stdout + blocked.stderr
 
-    # README, "Crash safety": exactly this command, no --cores.
+    # README "Running it" and docs/workflows.md "Crash safety": exactly this command, no --cores.
     unlocked = run(["snakemake", "--unlock"], root)
     assert "Unlocked working directory" in unlocked.stdout + unlocked.stderr
     assert locks(root) == []
