@@ -7,7 +7,8 @@
   trajectory      official ``visual``: the Langevin chain from x̃ to x̂, step by step
 
 Codes are the encoder's mean (no ε draw), so completion and reconstruction are deterministic given the
-nets; the generator's BatchNorm uses batch statistics (official quirk), so images go through the nets in
+nets (and, for the official mnist nets, whose encoder applies dropout in every call, given the
+experiment's generator, from which the dropout draws); the generator's BatchNorm uses batch statistics (official quirk), so images go through the nets in
 chunks of ``chunk`` (the n_chains seen in training). Images are float N×C×H×W in [−1, 1].
 """
 
@@ -34,10 +35,15 @@ def _chunks(x: torch.Tensor, chunk: int):
         yield x[i:i + chunk]
 
 
-def encode_decode(models: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """g(μ_φ(x)): the VAE's reconstruction from the encoder's mean code (no graph)."""
+def encode_decode(models: dict[str, nn.Module], x: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """g(μ_φ(x)): the VAE's reconstruction from the encoder's mean code (no graph).
+
+    ``generator`` feeds the mnist encoder's dropout (the official code applies it here too); the
+    cifar encoder draws nothing.
+    """
     with torch.no_grad():
-        mean, _ = models["encoder"](x)
+        mean, _ = models["encoder"](x, generator=generator)
         return models["decoder"](mean).float()
 
 
@@ -54,7 +60,7 @@ def complete(models: dict[str, nn.Module], x: torch.Tensor, langevin: dict, chun
     for xb in _chunks(x, chunk):
         keep = visible_mask(xb)
         masked = torch.where(keep, xb, torch.full_like(xb, fill))
-        vae = torch.where(keep, xb, encode_decode(models, masked))
+        vae = torch.where(keep, xb, encode_decode(models, masked, generator))
         completed = revise(models["ebm"], vae, steps, step_size, ref_sigma, noise, generator, keep=keep)
         for k, v in (("masked", masked), ("vae", vae), ("completed", completed)):
             out[k].append(v)
@@ -67,7 +73,7 @@ def reconstruct(models: dict[str, nn.Module], x: torch.Tensor, langevin: dict, c
     out: dict[str, list[torch.Tensor]] = {"vae": [], "refined": []}
     steps, step_size, ref_sigma, noise = _lv(langevin)
     for xb in _chunks(x, chunk):
-        vae = encode_decode(models, xb)
+        vae = encode_decode(models, xb, generator)
         out["vae"].append(vae)
         out["refined"].append(revise(models["ebm"], vae, steps, step_size, ref_sigma, noise, generator))
     return {k: torch.cat(v) for k, v in out.items()}

@@ -1,5 +1,9 @@
 """The EBM descriptor f_θ, the VAE encoder q_φ(z|x) and decoder g_α(z): official ``modules.py`` type ``cifar``.
 
+``build_models`` builds the type params.yaml ``nets.type`` names: ``cifar`` (default, here) or
+``mnist`` (the official Fashion-MNIST nets, ``pipeline.mnist_nets``). Every encoder is called as
+``encoder(x, generator=gen)``: the mnist encoder draws its dropout from ``gen``; this one has none.
+
 Layer shapes follow the official code for an image of side ``size`` (a multiple of 8) with the
 channel widths scaled by ``width`` (64 = official for 32×32 CIFAR-10). Transposed convolutions pad
 as TF's 'SAME' does (``ConvTranspose2dSame``). Quirks kept from the official code (README,
@@ -78,7 +82,12 @@ class Encoder(nn.Module):
         self.mean = nn.Linear(flat, z_dim)
         self.logstd = nn.Linear(flat, z_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                dropout_u: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log-std) of ``x``. ``generator`` is unused (no random op in this encoder: it takes the
+        same arguments as the mnist one, whose dropout draws from it); ``dropout_u`` must be None."""
+        if dropout_u is not None:
+            raise ValueError("the cifar encoder has no dropout: dropout draws were given to it")
         h = self.body(x)
         return self.mean(h), 0.5 * self.logstd(h)
 
@@ -140,15 +149,37 @@ def init_official(module: nn.Module, init_std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
+NET_TYPES = ("cifar", "mnist")
+
+
+def net_type(nets_cfg: dict) -> str:
+    """params.yaml ``nets.type`` (``cifar`` when absent, so every config written before it means the same)."""
+    kind = nets_cfg.get("type", "cifar")
+    if kind not in NET_TYPES:
+        raise ValueError(f"nets.type {kind!r}: the official net types implemented here are {', '.join(NET_TYPES)}")
+    return kind
+
+
 def build_models(channels: int, size: int, nets_cfg: dict) -> dict[str, nn.Module]:
-    """The three nets of one dataset config, initialised as in the official code."""
+    """The three nets of one dataset config (type ``nets_cfg['type']``), initialised as in the official code.
+
+    Each net carries its type as ``.net_type`` (what ``pipeline.tflayout`` and the parity check read).
+    """
+    kind = net_type(nets_cfg)
+    if kind == "mnist":
+        from pipeline import mnist_nets  # it imports this module's layers: loaded on use
+
+        builders = (mnist_nets.build_ebm, mnist_nets.build_encoder, mnist_nets.build_decoder)
+    else:
+        builders = (build_ebm, build_encoder, build_decoder)
     models = {
-        "ebm": build_ebm(channels, size, nets_cfg["ebm_width"]),
-        "encoder": build_encoder(channels, size, nets_cfg["enc_width"], nets_cfg["z_dim"]),
-        "decoder": build_decoder(channels, size, nets_cfg["gen_width"], nets_cfg["z_dim"]),
+        "ebm": builders[0](channels, size, nets_cfg["ebm_width"]),
+        "encoder": builders[1](channels, size, nets_cfg["enc_width"], nets_cfg["z_dim"]),
+        "decoder": builders[2](channels, size, nets_cfg["gen_width"], nets_cfg["z_dim"]),
     }
     for m in models.values():
         init_official(m, nets_cfg["init_std"])
+        m.net_type = kind
     return models
 
 

@@ -4,8 +4,8 @@ A golden directory holds ``manifest.json`` and ``official_step.npz``, written by
 CoopVAEBM ``train()`` (TF1 graph) for a few iterations from weights that a numpy rule rebuilds,
 with every intermediate recorded (see tests/golden/README.md). ``run`` reads the whole
 configuration from the manifest, rebuilds the weights, maps them into our nets
-(``pipeline.tflayout``), feeds the recorded z and encoder ε into our real ``teaching_step``, and
-compares every recorded quantity: x̃, each Langevin step's gradient and state, x̂, f, the losses,
+(``pipeline.tflayout``), feeds the recorded z, encoder ε and (official ``mnist`` nets) the encoder's
+dropout draws into our real ``teaching_step``, and compares every recorded quantity: x̃, each Langevin step's gradient and state, x̂, f, the losses,
 learning rates, Adam accumulators, per-variable gradients and weight changes, and the activations
 of every layer. Nothing here trains anything of the pipeline's: it is a check.
 """
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from pipeline import tflayout
-from pipeline.nets import bn_fed_biases, build_models
+from pipeline.nets import NET_TYPES, bn_fed_biases, build_models
 from pipeline.teaching import lr_factor, make_trainer, teaching_step
 
 DEFAULT_GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
@@ -137,13 +137,44 @@ def rebuild_weight(rule: str) -> np.ndarray:
     return np.random.RandomState(seed).normal(mean, std, shape).astype(np.float32)
 
 
+def dropout_rule(manifest: dict) -> dict:
+    """How the official graph turns the recorded encoder dropout draws into the mask (manifest ``encoder_dropout``).
+
+    TF draws u ~ U[0, 1) (float32, one per element of the activation, recorded NHWC as
+    ``iterK/dropoutJ_u``), keeps where ``GreaterEqual(u, float32(0.2))`` and multiplies the kept
+    values by ``float32(1.25)`` (``SelectV2``, dropped values 0). The manifest's graph constants
+    must be those of ``pipeline.mnist_nets.tf_dropout``, which the replay applies to the injected
+    draws: a graph with other constants cannot be replayed. Returns {npz suffixes, threshold, scale}.
+    """
+    from pipeline.mnist_nets import DROP_SCALE, DROP_THRESHOLD
+
+    try:
+        layers = manifest["encoder_dropout"]["dropouts"]
+        keys, consts = [], []
+        for layer in layers:
+            c = layer["graph_constants"]
+            consts.append((float(c["GreaterEqual_y"]["value"]), float(c["Mul_scale"]["value"]),
+                           float(c["SelectV2_else"]["value"])))
+            keys.append(layer["npz_key"].split("/", 1)[1])  # "iterK/dropout1_u" → "dropout1_u"
+    except KeyError as exc:
+        raise ParityError(f"manifest.json encoder_dropout lacks {exc}: cannot tell how TF turns the recorded dropout "
+                          "draws into the mask") from None
+    if len(layers) != 3 or any(c != (DROP_THRESHOLD, DROP_SCALE, 0.0) for c in consts):
+        raise ParityError(f"encoder_dropout: {len(layers)} dropouts with (threshold, scale, else) {consts}; our mnist "
+                          f"encoder has 3, each keep where u >= {DROP_THRESHOLD!r} (float32 0.2), kept x {DROP_SCALE}, "
+                          "dropped 0")
+    return {"keys": keys, "threshold": DROP_THRESHOLD, "scale": DROP_SCALE}
+
+
 def golden_config(manifest: dict) -> dict:
     """Everything our step needs, read from the manifest: architecture, batch, chains, Langevin, optimisers."""
     try:
         used, derived = manifest["config"]["used"], manifest["config"]["derived"]
         variables = {tflayout.tf_name(v["name"]): v for v in manifest["variables"]}
-        if used["net_type"] != "cifar":
-            raise ParityError(f"net_type {used['net_type']!r}: our nets implement the official type 'cifar' only")
+        kind = used["net_type"]
+        if kind not in NET_TYPES:
+            raise ParityError(f"net_type {kind!r}: our nets implement the official types {', '.join(NET_TYPES)} only")
+        dropout = dropout_rule(manifest) if kind == "mnist" else None
         if "noise term commented out" not in derived["langevin_update"]:
             raise ParityError(f"langevin_update {derived['langevin_update']!r}: only the official noise-free "
                               "revision can be replayed (a noise draw inside the graph is not recorded)")
@@ -152,11 +183,13 @@ def golden_config(manifest: dict) -> dict:
             raise ParityError(f"cannot read the learning-rate schedule from {derived['lr_schedule']!r}")
         adam = derived["adam"]
         z_dim = int(derived["z_size"])
+        # the generator's width w: the output channels of its last layer before the image (H×W×out×in)
+        last_hidden = {"cifar": "VAE_generator/convt5/w", "mnist": "VAE_generator/convt3/w"}[kind]
         arch = {
-            "channels": int(used["num_channel"]), "size": int(used["image_size"]),
+            "type": kind, "channels": int(used["num_channel"]), "size": int(used["image_size"]),
             "ebm_width": int(variables["des/conv1/kernel"]["shape"][3]),
             "enc_width": int(variables["VAE_encoder/conv1/kernel"]["shape"][3]),
-            "gen_width": int(variables["VAE_generator/convt5/w"]["shape"][2]),
+            "gen_width": int(variables[last_hidden]["shape"][2]),
             "z_dim": z_dim, "init_std": 0.005,
         }
         method = {
@@ -174,7 +207,8 @@ def golden_config(manifest: dict) -> dict:
         if float(adam["beta2"]) != 0.999 or float(adam["epsilon"]) != 1e-8:
             raise ParityError(f"Adam β2 {adam['beta2']} / ε {adam['epsilon']}: our optimiser uses the official "
                               "0.999 / 1e-8")
-        return {"arch": arch, "method": method, "iterations": int(manifest["config"]["iterations_run"])}
+        return {"arch": arch, "method": method, "iterations": int(manifest["config"]["iterations_run"]),
+                "dropout": dropout}
     except KeyError as exc:
         raise ParityError(f"manifest.json lacks {exc}: not a golden file of the expected layout") from None
 
@@ -186,6 +220,17 @@ GEN_ACTS = {"convt2_out": 1, "bn1_out": 2, "act1": 3, "convt3_out": 4, "bn2_out"
             "bn3_out": 8, "act3": 9, "convt5_out": 10, "act4": 11, "convt6_out": 12, "tanh_out": 13}
 DES_ACTS = {"conv1_out": 0, "conv1_act": 1, "conv2_act": 3, "conv3_act": 5, "conv4_act": 7, "fc_out": 8}
 ENC_ACTS = {"conv1_act": 1, "conv2_act": 3, "conv3_act": 5, "conv4_act": 7}
+# The official mnist nets (pipeline.mnist_nets): no convt4 in the generator's TF names; the descriptor's
+# fc has 100 channels; the encoder's flatten takes the third dropout's output.
+ACTS = {
+    "cifar": {"gen": GEN_ACTS, "des": DES_ACTS, "enc": ENC_ACTS, "flatten": "conv4_act"},
+    "mnist": {"gen": {"convt1_out": 1, "bn1_out": 2, "act1": 3, "convt2_out": 4, "bn2_out": 5, "act2": 6,
+                      "convt3_out": 7, "bn3_out": 8, "act3": 9, "convt5_out": 10, "tanh_out": 11},
+              "des": {"conv1_out": 0, "conv1_act": 1, "conv2_act": 3, "conv3_act": 5, "fc_out": 6},
+              "enc": {"conv1_act": 1, "dropout1_out": 2, "conv2_act": 4, "dropout2_out": 5, "conv3_act": 7,
+                      "dropout3_out": 8},
+              "flatten": "dropout3_out"},
+}
 
 
 class Recorder:
@@ -195,8 +240,10 @@ class Recorder:
         self.calls: dict[str, list[dict[str, torch.Tensor]]] = {}
         self.handles = []
         seqs = {"decoder": models["decoder"], "ebm": models["ebm"], "encoder": models["encoder"].body}
+        # A call starts at the net's own module (the mnist encoder runs its body's layers one by one).
+        starts = {"decoder": models["decoder"], "ebm": models["ebm"], "encoder": models["encoder"]}
         for net, seq in seqs.items():
-            self.handles.append(seq.register_forward_pre_hook(lambda mod, inp, net=net: self.calls.setdefault(
+            self.handles.append(starts[net].register_forward_pre_hook(lambda mod, inp, net=net: self.calls.setdefault(
                 net, []).append({})))
             for i, layer in enumerate(seq):
                 layer.register_forward_hook(lambda mod, inp, out, net=net, i=i: self._keep(net, i, out))
@@ -215,16 +262,17 @@ def _nhwc(t: torch.Tensor) -> np.ndarray:
     return (a.permute(0, 2, 3, 1) if a.dim() == 4 else a).contiguous().numpy()
 
 
-def _activations(rec: Recorder, record: dict) -> dict[str, np.ndarray]:
+def _activations(rec: Recorder, record: dict, kind: str) -> dict[str, np.ndarray]:
     """Our activations under the golden names (NHWC), for the calls of one teaching step.
 
     Call order inside ``teaching_step``: decoder(z) then decoder(z_enc); the descriptor runs once per
     Langevin step, then on x̂, then on x_data; the encoder once, on x̂.
     """
     out: dict[str, np.ndarray] = {}
+    layout = ACTS[kind]
     gen_calls, des_calls, enc_calls = rec.calls["decoder"], rec.calls["ebm"], rec.calls["encoder"]
     for call, acts in (("gen_from_z", gen_calls[0]), ("gen_from_code", gen_calls[-1])):
-        for name, i in GEN_ACTS.items():
+        for name, i in layout["gen"].items():
             out[f"{call}/{name}"] = _nhwc(acts[i])
         for k, i in ((1, 1), (2, 4), (3, 7)):
             if call == "gen_from_z":
@@ -232,12 +280,12 @@ def _activations(rec: Recorder, record: dict) -> dict[str, np.ndarray]:
                 out[f"{call}/bn{k}_batch_mean"] = pre.mean(dim=(0, 2, 3)).numpy()
                 out[f"{call}/bn{k}_batch_var_output"] = pre.var(dim=(0, 2, 3), unbiased=True).numpy()
     for call, acts in (("des_on_x_hat", des_calls[-2]), ("des_on_x_data", des_calls[-1])):
-        for name, i in DES_ACTS.items():
+        for name, i in layout["des"].items():
             out[f"{call}/{name}"] = _nhwc(acts[i])
     enc = enc_calls[0]
-    for name, i in ENC_ACTS.items():
+    for name, i in layout["enc"].items():
         out[f"enc_on_x_hat/{name}"] = _nhwc(enc[i])
-    last = _nhwc(enc[ENC_ACTS["conv4_act"]])
+    last = _nhwc(enc[layout["enc"][layout["flatten"]]])
     out["enc_on_x_hat/flatten"] = last.reshape(last.shape[0], -1)  # TF flattens NHWC
     out["enc_on_x_hat/mn"] = _nhwc(enc["mn"])
     out["enc_on_x_hat/log_sd"] = _nhwc(enc["log_sd"])
@@ -287,7 +335,7 @@ class Collector:
 def _feeds_batch_norm(models: dict[str, nn.Module]) -> set[str]:
     """TF names of biases whose layer output goes straight into a batch norm (exact gradient 0)."""
     keys = bn_fed_biases(models["decoder"])
-    return {e.tf for e in tflayout.TABLE if e.module == "decoder" and e.param in keys}
+    return {e.tf for e in tflayout.table(tflayout.net_type_of(models)) if e.module == "decoder" and e.param in keys}
 
 
 def _nudge(a: np.ndarray, rng: np.random.RandomState | None) -> np.ndarray:
@@ -356,7 +404,9 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
     arch, mcfg = cfg["arch"], cfg["method"]
     rng = None if nudge is None else np.random.RandomState(nudge)
     torch.manual_seed(0)
-    nets_cfg = {k: arch[k] for k in ("ebm_width", "enc_width", "gen_width", "z_dim", "init_std")}
+    nets_cfg = {k: arch[k] for k in ("type", "ebm_width", "enc_width", "gen_width", "z_dim", "init_std")}
+    kind = arch["type"]
+    layout = ACTS[kind]
     models = build_models(arch["channels"], arch["size"], nets_cfg)
     if kinks is not None:
         _with_kinks(models, kinks[0])
@@ -378,7 +428,8 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
     excluded = []
     fmap = tflayout.encoder_map_shape(models)
     params = {k: dict(m.named_parameters()) for k, m in models.items()}
-    entries = {tflayout.tf_name(v["name"]): (v, tflayout.BY_TF[tflayout.tf_name(v["name"])])
+    by_tf = tflayout.by_tf(kind)
+    entries = {tflayout.tf_name(v["name"]): (v, by_tf[tflayout.tf_name(v["name"])])
                for v in manifest["variables"]}
     x_data = torch.from_numpy(_nudge(g["inputs/x_data"], rng)).to(dtype).permute(0, 3, 1, 2).contiguous(
         memory_format=fmt)
@@ -400,6 +451,12 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
         record: dict = {}
         draws = {"z": torch.from_numpy(_nudge(g[f"{p}/z"], rng)).to(dtype),
                  "eps": torch.from_numpy(_nudge(g[f"{p}/eps"], rng)).to(dtype)}
+        if cfg.get("dropout"):
+            # The recorded dropout draws (NHWC), injected as ε is: our encoder applies TF's rule to them
+            # (keep where u >= float32(0.2), times 1.25; ``dropout_rule``). They are not nudged: a mask is
+            # a discrete choice, not a rounded value, and both codes make it from the same u.
+            draws["dropout_u"] = [torch.from_numpy(np.asarray(g[f"{p}/{k}"], dtype=np.float32)).to(dtype).permute(
+                0, 3, 1, 2) for k in cfg["dropout"]["keys"]]
         stats = teaching_step(tr, x_data, mcfg, arch["z_dim"], draws=draws, record=record)
 
         def put(key: str, ours, kind: str = "float") -> None:
@@ -407,9 +464,22 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
 
         put("z", draws["z"].numpy(), "exact")
         put("eps", draws["eps"].numpy(), "exact")
+        for k, u in zip(cfg["dropout"]["keys"] if cfg.get("dropout") else (), draws.get("dropout_u", ())):
+            put(k, _nhwc(u), "exact")
         put("x_tilde", _nhwc(record["x_tilde"]))
+        des_calls = rec_hooks.calls["ebm"]
+
+        def fc(call: dict) -> np.ndarray:
+            """The descriptor's fc output per image: N (cifar, one channel) or N×100 (mnist)."""
+            out = call[layout["des"]["fc_out"]].flatten(1).numpy()
+            return out[:, 0] if out.shape[1] == 1 else out
+
         # The first Langevin step's descriptor call is on x̃ itself.
-        put("f_x_tilde", rec_hooks.calls["ebm"][0][DES_ACTS["fc_out"]].flatten().numpy())
+        put("f_x_tilde", fc(des_calls[0]))
+        channels = np.shape(g[f"{p}/f_x_tilde"])[1] if np.ndim(g[f"{p}/f_x_tilde"]) == 2 else 1
+        if channels > 1:
+            # f per image is the sum over the fc channels: the descriptor's output, what our step uses
+            put("f_x_tilde_sum", des_calls[0][len(models["ebm"]) - 1].numpy())
         grads = [_nhwc(t) for t in record["langevin_grads"]]
         put("langevin_grad_step0", grads[0])
         x_tilde = _nhwc(record["x_tilde"])
@@ -418,8 +488,19 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
             col.stats(f"{p}/langevin_replay/step{k:02d}", gr, f"{p}/langevin_replay (every step)",
                       {"l2": "grad_l2", "sum": "grad_sum", "probe": "grad_probe"})
         put("x_hat", _nhwc(record["x_hat"]))
-        put("f_x_data", record["f_x_data"].numpy())
-        put("f_x_hat", record["f_x_hat"].numpy())
+        if channels > 1:
+            put("f_x_data", fc(des_calls[-1]))
+            put("f_x_hat", fc(des_calls[-2]))
+            put("f_x_data_sum", record["f_x_data"].numpy())
+            put("f_x_hat_sum", record["f_x_hat"].numpy())
+            # The official (1,1,100) loss: mean_b f_c(x̂) − mean_b f_c(x_data) per channel; its sum is our loss.
+            per_channel = des_calls[-2][layout["des"]["fc_out"]].flatten(1).mean(0) - des_calls[-1][
+                layout["des"]["fc_out"]].flatten(1).mean(0)
+            put("des_loss", per_channel.numpy())
+            put("des_loss_sum", float(stats["loss_ebm"]))
+        else:
+            put("f_x_data", record["f_x_data"].numpy())
+            put("f_x_hat", record["f_x_hat"].numpy())
         put("enc_mn", record["enc_mean"].numpy())
         put("enc_log_sd", record["enc_logstd"].numpy())
         put("enc_z", record["enc_z"].numpy())
@@ -428,12 +509,15 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
         put("vae_kl_per_sample", record["kl_per_sample"].numpy())
         # The official code's monitor (not a training quantity): mean((mean_b x̂ − mean_b x_data)²).
         recon_err = float(((record["x_hat"].double().mean(0) - x_data.double().mean(0)) ** 2).mean())
-        losses = {"des_loss": float(stats["loss_ebm"]), "vae_loss": float(stats["loss_vae"]), "recon_err": recon_err}
+        # TF's streaming mean of des_loss averages its elements: over the fc channels too (mnist: 100).
+        losses = {"des_loss": float(stats["loss_ebm"]) / channels, "vae_loss": float(stats["loss_vae"]),
+                  "recon_err": recon_err}
         put("vae_recon_loss", float(stats["vae_rec"]))
         put("vae_kl", float(stats["vae_kl"]))
         for k, v in losses.items():
             history[k].append(v)
-            put(k, v)
+            if not (k == "des_loss" and channels > 1):  # mnist: des_loss is the per-channel vector, put above
+                put(k, v)
             put(f"{k}_streaming_mean", float(np.mean(history[k])))
         for opt_name, suffix in (("vae", ""), ("ebm", "_1")):
             group = tr.optims[opt_name].param_groups[0]
@@ -471,7 +555,7 @@ def replay(manifest: dict, g: dict[str, np.ndarray], cfg: dict, dtype: torch.dty
             for suffix, (part, ref) in refs.items():
                 col.put(f"{idx}/delta_{suffix}", d[part], "float", f"{p} weight changes (Adam)", ref)
 
-        for name, arr in _activations(rec_hooks, record).items():
+        for name, arr in _activations(rec_hooks, record, kind).items():
             base, group = f"{p}/act/{name}", f"{p}/act/{name.split('/')[0]}"
             if f"{base}/shape" in g:
                 col.put(f"{base}/shape", np.array(arr.shape), "exact", group)
@@ -551,7 +635,8 @@ def run(golden_dir: Path = DEFAULT_GOLDEN, adam: str = "tf1") -> Report:
         values, notes = replay(manifest, g, cfg, **kwargs)
         replays.append(values)
         excluded = excluded or notes
-    report = Report(config={"arch": cfg["arch"], "method": cfg["method"], "iterations": cfg["iterations"]},
+    report = Report(config={"arch": cfg["arch"], "method": cfg["method"], "iterations": cfg["iterations"],
+                            "dropout": cfg["dropout"]},
                     excluded=excluded, replays=["fp64 NCHW (rounding reference)", *REPLAYS])
     report.rows = judge(replays[0], exact, replays, g)
     return report
@@ -596,7 +681,13 @@ def main(argv: list[str] | None = None) -> int:
           f"lr {c['method']['ebm_optim']['lr']} / {c['method']['vae_optim']['lr']}, β1 "
           f"{c['method']['ebm_optim']['beta1']} / {c['method']['vae_optim']['beta1']}, KL weight "
           f"{c['method']['kl_weight']}, {c['iterations']} iterations, Adam ε placement {args.adam}\n"
-          f"replays: {'; '.join(report.replays)}\n")
+          f"replays: {'; '.join(report.replays)}")
+    if c.get("dropout"):
+        d = c["dropout"]
+        print(f"encoder dropout: the recorded draws u ({', '.join(d['keys'])}, NHWC) are injected as ε is; TF's mask, "
+              f"read from the manifest's graph constants: keep where u >= {d['threshold']!r} (float32 0.2), kept "
+              f"values x {d['scale']}, dropped 0")
+    print()
     print(table)
     print(f"\nrule: error = max|ours − official|; rounding scale = max over the float32 replays of max|fp32 − fp64| "
           f"+ one float32 ulp ({ULP:.3g}) × the quantity's magnitude")

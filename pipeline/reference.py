@@ -45,7 +45,7 @@ def reference_step(models: dict[str, nn.Module], optims: dict[str, torch.optim.O
     optims["ebm"].step()
 
     # 4. VAE update on the revised samples
-    mean, logstd = enc(x_hat)
+    mean, logstd = enc(x_hat, generator=generator)  # the mnist encoder's dropout draws come first, as in ours
     eps = torch.randn(mean.shape, generator=generator, device=x_data.device)
     recon = dec(mean + eps * torch.exp(logstd))
     rec = ((recon - x_hat) ** 2).sum(dim=(1, 2, 3)).mean()

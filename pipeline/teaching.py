@@ -124,14 +124,16 @@ def kl_to_standard_normal(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Ten
 
 def vae_loss(
     encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, kl_weight: float, generator: torch.Generator,
-    eps: torch.Tensor | None = None, record: dict | None = None,
+    eps: torch.Tensor | None = None, record: dict | None = None, dropout_u: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch mean of Σ_pixels (g(z) − x)² + kl_weight·KL, with z = m + ε·exp(s); returns (loss, rec, kl).
 
-    ``eps`` replaces the draw of ε (the parity check injects the official code's); ``record``, when
-    given, receives the encoder outputs, the code, the reconstruction and the per-sample terms.
+    ``eps`` replaces the draw of ε and ``dropout_u`` the mnist encoder's dropout draws (the parity
+    check injects the official code's; otherwise both come from ``generator``, dropout first);
+    ``record``, when given, receives the encoder outputs, the code, the reconstruction and the
+    per-sample terms.
     """
-    mean, logstd = (at_least_fp32(t) for t in encoder(x))
+    mean, logstd = (at_least_fp32(t) for t in encoder(x, generator=generator, dropout_u=dropout_u))
     if eps is None:
         eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
     z = mean + eps * torch.exp(logstd)
@@ -167,8 +169,8 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
                   record: dict | None = None) -> dict[str, torch.Tensor]:
     """One iteration of variational MCMC teaching; returns detached scalars for the curves.
 
-    ``draws`` may hold ``z`` (n_chains × z_dim) and ``eps`` (the encoder's ε) to use instead of
-    drawing them; ``record``, when given, receives every intermediate (x̃, the Langevin gradient of
+    ``draws`` may hold ``z`` (n_chains × z_dim), ``eps`` (the encoder's ε) and ``dropout_u`` (the mnist
+    encoder's three dropout draws, NCHW) to use instead of drawing them; ``record``, when given, receives every intermediate (x̃, the Langevin gradient of
     each step, x̂, f per image, the VAE terms). Both exist for ``pipeline.parity``, which runs this
     very function against the official code's recorded values.
     """
@@ -183,7 +185,8 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
     f_hat, f_data, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
 
     with autocast(cfg, x_data.device):
-        loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record)
+        loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record,
+                                     draws.get("dropout_u"))
     tr.optims["vae"].zero_grad(set_to_none=True)
     loss_vae.backward()
     tr.optims["vae"].step()

@@ -8,9 +8,12 @@ The official CoopVAEBM graph (TF1, NHWC) names its trainable variables ``des/…
 - dense kernels are in×out (PyTorch: out×in), and the encoder flattens its last feature map in
   NHWC order ((h·W + w)·C + c) where ``nn.Flatten`` on NCHW uses (c·H + h)·W + w.
 
-``to_modules`` maps a {TF name: array} dict into our three nets; ``to_tf`` maps one of our tensors
-(a weight, or its gradient) back to TF layout. The parity check (``pipeline.parity``) uses both, and
-so can a converter of the authors' TF checkpoints.
+There is one table per official net type (``TABLES``: ``cifar``, 37 variables; ``mnist``, 29: the
+descriptor's conv1–3 and fc, the encoder's conv1–3 and two dense heads, the generator's convt1–3
+with their BatchNorm β and convt5). ``to_modules`` maps a {TF name: array} dict into our three nets
+(the table of their ``.net_type``); ``to_tf`` maps one of our tensors (a weight, or its gradient) back
+to TF layout. The parity check (``pipeline.parity``) uses both, and so can a converter of the
+authors' TF checkpoints.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class Entry:
     kind: str      # "conv" | "dense" | "vector"
 
 
-def _table() -> list[Entry]:
+def _cifar_table() -> list[Entry]:
     rows: list[Entry] = []
     # Generator: Sequential(Unflatten, convT, BN, act, convT, BN, act, convT, BN, act, convT, act, convT, tanh)
     for i, (layer, bn) in enumerate([("convt2", "BatchNorm"), ("convt3", "BatchNorm_1"), ("convt4", "BatchNorm_2")]):
@@ -55,8 +58,53 @@ def _table() -> list[Entry]:
     return rows
 
 
-TABLE: list[Entry] = _table()
+def _mnist_table() -> list[Entry]:
+    rows: list[Entry] = []
+    # Generator (pipeline.mnist_nets.build_decoder): Sequential(Unflatten, convT, BN, relu, convT, BN, relu,
+    # convT, BN, relu, convT, tanh); TF names its last layer convt5 (there is no convt4).
+    for layer, bn, idx in (("convt1", "BatchNorm", 1), ("convt2", "BatchNorm_1", 4), ("convt3", "BatchNorm_2", 7)):
+        rows += [Entry(f"VAE_generator/{layer}/w", "decoder", f"{idx}.weight", "conv"),
+                 Entry(f"VAE_generator/{layer}/biases", "decoder", f"{idx}.bias", "vector"),
+                 Entry(f"VAE_generator/{bn}/beta", "decoder", f"{idx + 1}.beta", "vector")]
+    rows += [Entry("VAE_generator/convt5/w", "decoder", "10.weight", "conv"),
+             Entry("VAE_generator/convt5/biases", "decoder", "10.bias", "vector")]
+    # Descriptor: Sequential(conv, act, conv, act, conv, act, conv (fc, 100 channels), SumChannels)
+    for layer, idx in (("conv1", 0), ("conv2", 2), ("conv3", 4), ("fc", 6)):
+        rows += [Entry(f"des/{layer}/kernel", "ebm", f"{idx}.weight", "conv"),
+                 Entry(f"des/{layer}/bias", "ebm", f"{idx}.bias", "vector")]
+    # Encoder: body = Sequential(conv, act, dropout, ×3, Flatten); dense → mean, dense_1 → log-std
+    for layer, idx in (("conv1", 0), ("conv2", 3), ("conv3", 6)):
+        rows += [Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"body.{idx}.weight", "conv"),
+                 Entry(f"VAE_encoder/{layer}/bias", "encoder", f"body.{idx}.bias", "vector")]
+    for layer, head in (("dense", "mean"), ("dense_1", "logstd")):
+        rows += [Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"{head}.weight", "dense"),
+                 Entry(f"VAE_encoder/{layer}/bias", "encoder", f"{head}.bias", "vector")]
+    return rows
+
+
+TABLES: dict[str, list[Entry]] = {"cifar": _cifar_table(), "mnist": _mnist_table()}
+TABLE: list[Entry] = TABLES["cifar"]  # the type of the released CIFAR-10 checkpoint (pipeline.official)
 BY_TF: dict[str, Entry] = {e.tf: e for e in TABLE}
+
+
+def table(net_type: str) -> list[Entry]:
+    """The name/layout table of one official net type (``cifar`` or ``mnist``)."""
+    if net_type not in TABLES:
+        raise ValueError(f"no TF layout table for net type {net_type!r} (known: {', '.join(TABLES)})")
+    return TABLES[net_type]
+
+
+def by_tf(net_type: str) -> dict[str, Entry]:
+    """{TF name: entry} of one net type's table."""
+    return {e.tf: e for e in table(net_type)}
+
+
+def net_type_of(models: dict[str, nn.Module]) -> str:
+    """The official net type ``pipeline.nets.build_models`` gave these nets (``cifar`` if untagged)."""
+    kinds = {getattr(m, "net_type", "cifar") for m in models.values()}
+    if len(kinds) != 1:
+        raise ValueError(f"nets of several types together: {sorted(kinds)}")
+    return kinds.pop()
 
 
 def tf_name(name: str) -> str:
@@ -67,7 +115,7 @@ def tf_name(name: str) -> str:
 def encoder_map_shape(models: dict[str, nn.Module]) -> tuple[int, int, int]:
     """(C, H, W) of the encoder's last feature map, read off its dense head and conv widths."""
     enc = models["encoder"]
-    channels = enc.body[6].out_channels
+    channels = [m for m in enc.body if isinstance(m, nn.Conv2d)][-1].out_channels
     side = int(round((enc.mean.in_features // channels) ** 0.5))
     return channels, side, side
 
@@ -101,11 +149,12 @@ def to_modules(tf_vars: dict[str, np.ndarray], models: dict[str, nn.Module]) -> 
     ``ValueError`` names the parameter or variable.
     """
     fmap = encoder_map_shape(models)
+    entries = by_tf(net_type_of(models))
     states = {k: m.state_dict() for k, m in models.items()}
     covered: set[tuple[str, str]] = set()
     unmapped = []
     for name, value in tf_vars.items():
-        entry = BY_TF.get(tf_name(name))
+        entry = entries.get(tf_name(name))
         if entry is None or entry.module not in states:
             unmapped.append(name)
             continue
