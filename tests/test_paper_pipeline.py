@@ -38,11 +38,11 @@ def tiny_cifar_params(root: Path, raw: Path, weights: Path | None) -> Path:
     c["methods"]["coopvaebm"].update(n_chains=6)
     c["methods"]["coopvaebm"]["langevin"].update(train_steps=1, test_steps=2)
     c["sample"]["n_samples"] = 12
-    # Both shipped protocols at tiny counts, and a third whose reference is not converted: two feature groups.
+    # Both shipped protocols at tiny counts: one reference set and conversion, so one Inception pass of it
+    # (the grouping of other sets and conversions: tests/test_stages.py).
     c["score"].update(protocols={
         "official": {"n_samples": 6, "reference": "train", "n_reference": 10, "conversion": "official"},
-        "50k-train": {"n_samples": 12, "reference": "train", "n_reference": 20, "conversion": "official"},
-        "raw": {"n_samples": 12, "reference": "train", "n_reference": 20, "conversion": "none"}},
+        "50k-train": {"n_samples": 12, "reference": "train", "n_reference": 20, "conversion": "official"}},
         kid_subsets=3, kid_subset_size=6, isc_splits=2, batch_size=10,
         inception_weights_dir=str(weights) if weights else None, download_weights=False)
     path = root / "params.yaml"
@@ -65,29 +65,27 @@ def test_cifar10_chain_offline(tmp_path, weights_dir, monkeypatch, checksums):
                   ["score-real", "--dataset", "cifar10"], ["tables", "--dataset", "cifar10"], ["paper-tables"]):
         assert main([*stage, *args]) == 0, stage
     full = json.loads((tmp_path / "results/cifar10/coopvaebm/seed0/metrics.json").read_text())
-    assert full["protocols"] == ["official", "50k-train", "raw"]
+    assert full["protocols"] == ["official", "50k-train"]
     assert "torch-fidelity" in full["implementation"] and "clean-fid" in full["implementation"]
-    for name, counts in (("official", (6, 10)), ("50k-train", (12, 20)), ("raw", (12, 20))):
+    for name, counts in (("official", (6, 10)), ("50k-train", (12, 20))):
         m = full[name]
         for key in ("fid", "fid_vae", "inception_score", "inception_score_std", "kid", "kid_std", "fid_cleanfid_clean",
                     "fid_cleanfid_legacy_tensorflow", "inception_score_vae"):
             assert isinstance(m[key], float), (name, key)
         assert (m["n_samples"], m["n_reference"], m["reference"]) == (*counts, "train"), name
-    # The same samples and reference images, the reference converted or not: the conversion changes the FID.
-    assert full["50k-train"]["fid"] != full["raw"]["fid"]
+    assert full["official"]["fid"] != full["50k-train"]["fid"]  # other samples, other reference images
     with np.load(tmp_path / "data/reference/cifar10.npz") as z:
-        assert {k.split("/")[0] for k in z.files} == {"train.official", "train.none"}  # one pass per group
-        assert len(z["train.official/2048"]) == 20
+        assert {k.split("/")[0] for k in z.files} == {"train.official"}  # one pass serves both
+        assert all(len(z[k]) == 20 for k in z.files)
     real = json.loads((tmp_path / "results/cifar10/real/metrics.json").read_text())
     assert all(real[p]["n_samples"] == 6 for p in real["protocols"])  # the fixture's test batch, whole
     paper = (tmp_path / "results/tables/paper.md").read_text()
     for name, text in (("official", "official: 6 samples vs the first 10 train images, both through the official"),
-                       ("50k-train", "50k-train: 12 samples vs the first 20 train images, both through the official"),
-                       ("raw", "raw: 12 samples vs the first 20 train images, reference as stored")):
+                       ("50k-train", "50k-train: 12 samples vs the first 20 train images, both through the official")):
         fid = full[name]["fid"]
         assert f"| cifar10 | coopvaebm | FID | 36.20 | {fid:.2f} | {fid - 36.20:.2f} | {text}" in paper, name
     table = (tmp_path / "results/tables/cifar10.md").read_text()
-    assert "| coopvaebm | official | 1 |" in table and "| real data, test split (floor) | raw |" in table
+    assert "| coopvaebm | official | 1 |" in table and "| real data, test split (floor) | 50k-train |" in table
     assert "| svhn | coopvaebm | FID | not recovered | not run" in paper
 
 
