@@ -1,6 +1,8 @@
 # Two commands: `make reproduce` (install + the embedded digits reproduction, end to end, rerun
 # from scratch even where committed results exist)
 # and `make test` (install + the test suite). Both create .venv on first use.
+# bash: the test recipe reads PIPESTATUS
+SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(abspath $(VENV))/bin
@@ -20,8 +22,17 @@ $(STAMP): pyproject.toml
 reproduce: install
 	snakemake --cores all --forceall digits
 
+# The SLURM test (tests/test_slurm.py, a localhost cluster) spends most of its minutes waiting on the
+# scheduler, so it runs beside the rest of the suite; its report follows the suite's, then the suite's
+# summary again. Fails when either fails.
 test: install
-	python -m pytest -q -ra --durations=12
+	@mkdir -p logs; \
+	python -m pytest -q -ra tests/test_slurm.py >logs/test-slurm.log 2>&1 & slurm=$$!; \
+	python -m pytest -q -ra --durations=12 --ignore=tests/test_slurm.py 2>&1 | tee logs/test-suite.log; \
+	rc=$${PIPESTATUS[0]}; wait $$slurm; src=$$?; \
+	echo "--- tests/test_slurm.py (ran beside the suite, exit $$src):"; cat logs/test-slurm.log; \
+	echo "--- the suite (exit $$rc):"; tail -n 1 logs/test-suite.log; \
+	exit $$(( rc != 0 ? rc : src ))
 
 # On a CUDA machine, in ≤ 8 minutes: the CIFAR-10 chain on fixtures, then the benchmark at the paper
 # configuration; tables in benchmarks/gpu_check/cuda.md. Installs nothing (GPU machines may be
