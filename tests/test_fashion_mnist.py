@@ -210,3 +210,33 @@ def test_prepare_on_the_real_debian_files(tmp_path, monkeypatch):
     with gzip.open(gz) as fh:
         first = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(60000, 28, 28)[order[0]]
     np.testing.assert_array_equal(data.x_train[0, ..., 0], first)
+
+
+def test_classifier_gate_and_floor_on_idx_fixtures(tmp_path, work, capsys):
+    """prepare -> classifier (gated on min_accuracy) -> score-real against the test split, on small idx files."""
+    wd, table = work
+    write_set(tmp_path / "raw", make_set(n_train=60, n_test=20), True, table)
+    params_path = _params(tmp_path, tmp_path / "raw", tmp_path / "no-system")
+    params = yaml.safe_load(params_path.read_text())
+    params["datasets"]["fashion-mnist"]["classifier"].update(width=4, feat_dim=8, epochs=3, batch_size=10,
+                                                             min_accuracy=0.999)
+    params["datasets"]["fashion-mnist"]["score"].update(kid_subsets=5, kid_subset_size=10)
+    params_path.write_text(yaml.safe_dump(params))
+    assert _prepare(params_path) == 0
+    cli = ["--dataset", "fashion-mnist", "--params", str(params_path), "--no-progress"]
+    # a perfect score is out of reach after 3 epochs: the gate refuses the classifier and writes nothing
+    assert main(["classifier", *cli]) == 1
+    assert "min_accuracy 0.999" in capsys.readouterr().err
+    assert not (wd / "models/fashion-mnist/classifier.pt").exists()
+    assert not (wd / "results/fashion-mnist/classifier.json").exists()
+    params["datasets"]["fashion-mnist"]["classifier"]["min_accuracy"] = 0.01
+    params_path.write_text(yaml.safe_dump(params))
+    assert main(["classifier", *cli]) == 0
+    report = json.loads((wd / "results/fashion-mnist/classifier.json").read_text())
+    assert report["n_test"] == 20 and 0 <= report["test_accuracy"] <= 1
+    assert main(["score-real", *cli]) == 0
+    floor = json.loads((wd / "results/fashion-mnist/real/metrics.json").read_text())
+    assert floor["reference"] == "test" and floor["n_reference"] == 20 and floor["n_samples"] == 20
+    assert "first 20 training images" in floor["samples"]
+    assert {"fd_fashion", "kid_fashion", "kid_fashion_std", "fd_fashion_cleanfid"} <= set(floor)
+    assert not any(k.startswith("fd_fashion-") for k in floor)
