@@ -55,7 +55,7 @@ def cores(rule):
 
 
 # Cluster resources (profiles/slurm; README "On a cluster"). Per rule: (mem_mb, runtime in minutes,
-# cpus_per_task) for digits, then for a paper dataset (None: not run there). For digits,
+# cpus_per_task) for digits and fashion-mnist (EMBEDDED), then for a paper dataset (None: not run there). For digits,
 # the whole chain takes minutes on 2 CPU cores, no GPU. Paper datasets (benchmarks/RESULTS.md, 2-core
 # CPU): Inception features 12.12 h per 150,000 images and 3.87 GB RSS at 10,000 images (+29 KB per
 # image) -> score/reference 8 cores, 16-24 GB, 12 h (a CPU figure) and one GPU; train 1,000,000 iterations whose GPU time is
@@ -66,7 +66,7 @@ CLUSTER = {
     "prepare": ((2000, 10, 1), (16000, 120, 2)),
     "reference": (None, (16000, 720, 8)),
     "weights": (None, (2000, 30, 1)),
-    "classifier": ((2000, 20, 2), None),
+    "classifier": ((4000, 30, 2), None),  # fashion-mnist's: 2.2 GB peak, 305 s on one thread (docs/fashion-mnist.md)
     "train": ((4000, 60, 2), (32000, 2880, 8)),
     "import_official": (None, (4000, 30, 1)),
     "sample": ((2000, 20, 2), (16000, 240, 8)),
