@@ -240,3 +240,33 @@ def test_classifier_gate_and_floor_on_idx_fixtures(tmp_path, work, capsys):
     assert "first 20 training images" in floor["samples"]
     assert {"fd_fashion", "kid_fashion", "kid_fashion_std", "fd_fashion_cleanfid"} <= set(floor)
     assert not any(k.startswith("fd_fashion-") for k in floor)
+
+
+@pytest.mark.slow
+def test_snakemake_fashion_and_dvc_repro_run_the_data_stages(tmp_path, monkeypatch):
+    """`snakemake --cores 2 fashion`, then `dvc repro` of the same stages, on idx fixtures in a copy of the repository."""
+    from test_workflows import dvc_ran, run, set_param, tiny_copy
+
+    table = tmp_path / "checksums.json"
+    write_set(tmp_path / "raw", make_set(n_train=60, n_test=20), True, table)
+    monkeypatch.setenv(TEST_CHECKSUMS_ENV, str(table))  # the workflows' jobs inherit it
+    root = tiny_copy(tmp_path / "repo")
+    set_param(root, ["datasets", "fashion-mnist", "prepare", "raw_dir"], str(tmp_path / "raw"))
+    set_param(root, ["datasets", "fashion-mnist", "classifier"],
+              {"width": 4, "feat_dim": 8, "epochs": 2, "batch_size": 10, "lr": 0.002, "seed": 0, "min_accuracy": 0.01})
+    set_param(root, ["datasets", "fashion-mnist", "score"],
+              {"reference": "test", "kid_subsets": 5, "kid_subset_size": 10, "batch_size": 50})
+    run(["snakemake", "--cores", "2", "fashion"], root)
+    outputs = ["data/prepared/fashion-mnist.npz", "data/prepared/fashion-mnist.json", "models/fashion-mnist/classifier.pt",
+               "results/fashion-mnist/classifier.json", "results/fashion-mnist/real/metrics.json"]
+    for f in outputs:
+        assert (root / f).is_file(), f
+    assert "fd_fashion" in json.loads((root / "results/fashion-mnist/real/metrics.json").read_text())
+    assert not list(root.glob("models/fashion-mnist/*/"))  # no training yet
+    first = {f: (root / f).read_bytes() for f in outputs if not f.endswith("metrics.json")}
+    for f in outputs:
+        (root / f).unlink()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what Snakemake gave its torch jobs (--cores 2): the same floats
+    out = run(["dvc", "repro", "score_real@fashion-mnist"], root).stdout
+    assert dvc_ran(out) == {"prepare@fashion-mnist", "classifier@fashion-mnist", "score_real@fashion-mnist"}
+    assert {f: (root / f).read_bytes() for f in first} == first  # the same bytes from the other tool
