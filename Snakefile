@@ -54,6 +54,13 @@ rule digits_all:
         targets("digits"),
 
 
+# Fashion-MNIST (docs/fashion-mnist.md; needs `apt-get install dataset-fashion-mnist` or the idx files in
+# data/raw/fashion-mnist/): for now its data stages (prepare, classifier, score_real); not in `make reproduce`.
+rule fashion:
+    input:
+        targets("fashion-mnist"),
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/sample.smk"

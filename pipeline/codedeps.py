@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "pipeline"
 # Scored on its own classifier's features (fd_<dataset>); every other dataset with Inception.
-EMBEDDED = ("digits",)
+EMBEDDED = ("digits", "fashion-mnist")
 
 # The module that runs each CLI stage; a pair is (embedded dataset, paper dataset) where the stage's
 # code depends on how the dataset is scored.
@@ -118,10 +118,11 @@ def closure(module: str, root: Path = ROOT) -> tuple[str, ...]:
 
 def code_inputs(stage: str, dataset: str | None = None, root: Path = ROOT) -> list[str]:
     """The code files a workflow declares for ``stage`` on ``dataset``: its module's closure, for
-    ``prepare`` with the closure of the dataset's own module (``pipeline/data/<dataset>.py``)."""
+    ``prepare`` with the closure of the dataset's own module (``pipeline/data/<dataset>.py``, '-' read as '_')."""
     files = set(closure(stage_module(stage, dataset), root))
     if stage == "prepare":
         if dataset is None:
             raise ValueError("prepare imports the dataset's module: give the dataset")
-        files |= set(closure(f"{PACKAGE}.data.{dataset}", root))
+        # a dataset key may hold '-' (fashion-mnist), a module name not: pipeline/stages/prepare.py maps it alike
+        files |= set(closure(f"{PACKAGE}.data.{dataset.replace('-', '_')}", root))
     return sorted(files)

@@ -78,6 +78,16 @@ def dataset_cfg(params: dict, dataset: str) -> dict:
         raise ConfigError(f"dataset '{dataset}' is not in params.yaml (configured: {known})") from None
 
 
+# The name in the classifier scores' keys (fd_<name>, kid_<name>) where it is not the dataset key itself:
+# a check rule's metric is `<method>.<key>` with no '-' in the key (pipeline/schema.yaml).
+SCORE_NAMES = {"fashion-mnist": "fashion"}
+
+
+def score_name(dataset: str) -> str:
+    """``<name>`` of a dataset's classifier scores fd_<name> / kid_<name>: fashion-mnist -> fashion, digits -> digits."""
+    return SCORE_NAMES.get(dataset, dataset)
+
+
 def method_cfg(params: dict, dataset: str, method: str) -> dict:
     """The training section of one method on one dataset."""
     methods = dataset_cfg(params, dataset)["methods"]

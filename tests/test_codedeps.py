@@ -62,6 +62,8 @@ def test_each_stage_runs_only_what_it_needs():
     assert {"pipeline/data/cifar10.py", "pipeline/data/archives.py"} <= prepare
     assert not {"pipeline/nets.py", "pipeline/inception.py", "pipeline/data/svhn.py"} & prepare
     assert "pipeline/data/archives.py" not in code_inputs("prepare", "digits")  # embedded: no archive
+    assert "pipeline/data/fashion_mnist.py" in code_inputs("prepare", "fashion-mnist")  # the key's '-' read as '_'
+    assert set(code_inputs("score-real", "fashion-mnist")) == set(code_inputs("score-real", "digits"))
     assert "pipeline/features.py" in code_inputs("completion") and "pipeline/features.py" not in code_inputs("trajectory")
     assert not any(f.startswith("pipeline/stages/") for f in code_inputs("tables") + code_inputs("check"))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,18 @@ PREPARED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 @dataclass(frozen=True)
 class Prepared:
-    """A decoded dataset: uint8 images N×H×W×C and int64 labels, with where they came from."""
+    """A decoded dataset: uint8 images N×H×W×C and int64 labels, with where they came from.
+
+    ``meta``: what else the manifest records (checksums verified, the order of the images); written only
+    when not empty, so the manifests of the datasets without it keep their bytes.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    meta: dict = field(default_factory=dict)
 
 
 class DataError(RuntimeError):
@@ -46,6 +51,7 @@ def save_prepared(prepared: Prepared, npz_path: str | Path, manifest_path: str |
                 "sha256": digest,
                 "shapes": {k: list(v.shape) for k, v in arrays.items()},
                 "dtypes": {k: str(v.dtype) for k, v in arrays.items()},
+                **({"meta": prepared.meta} if prepared.meta else {}),
             },
         )
 

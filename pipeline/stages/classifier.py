@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline import paths
 from pipeline.atomic import all_or_none, write_json, write_torch
-from pipeline.config import dataset_cfg
+from pipeline.config import dataset_cfg, score_name
 from pipeline.data import load_prepared
 from pipeline.stages.common import log
 
@@ -24,7 +24,7 @@ def classifier(params: dict, dataset: str, progress: bool = True) -> None:
         raise RuntimeError(
             f"the {dataset} feature classifier reached test accuracy {acc:.4f} < min_accuracy "
             f"{cfg['min_accuracy']} (params.yaml datasets.{dataset}.classifier): its features would not be "
-            f"trustworthy for fd_{dataset}. Train longer (epochs) or wider (width)."
+            f"trustworthy for fd_{score_name(dataset)}. Train longer (epochs) or wider (width)."
         )
     with all_or_none(paths.classifier(dataset), paths.classifier_metrics(dataset)):
         write_torch(paths.classifier(dataset), ckpt)

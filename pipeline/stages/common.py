@@ -15,7 +15,7 @@ METHODS = ("coopvaebm", "coopvaebm-noise", "vae", "ebm", "coopnets")
 REVISED = ("coopvaebm", "coopvaebm-noise", "ebm", "coopnets", "official")
 # Scored on its own classifier's features (fd_<dataset>); every other dataset with Inception
 # (pipeline.codedeps.EMBEDDED says the same to the workflows; tests/test_codedeps.py keeps them equal).
-EMBEDDED = ("digits",)
+EMBEDDED = ("digits", "fashion-mnist")
 
 
 def pick_device(name: str | None) -> torch.device:

@@ -16,10 +16,11 @@ def prepare(params: dict, dataset: str, progress: bool = True) -> None:
     Nothing is written unless decoding succeeded: a missing or corrupt archive raises ``DataError``.
     """
     cfg = dataset_cfg(params, dataset)["prepare"]
+    name = dataset.replace("-", "_")  # fashion-mnist -> pipeline/data/fashion_mnist.py (pipeline.codedeps: the same)
     try:
-        module = importlib.import_module(f"pipeline.data.{dataset}")
+        module = importlib.import_module(f"pipeline.data.{name}")
     except ModuleNotFoundError:
-        raise DataError(f"dataset '{dataset}' has no prepare code (pipeline/data/{dataset}.py)") from None
+        raise DataError(f"dataset '{dataset}' has no prepare code (pipeline/data/{name}.py)") from None
     prepared = module.prepare(cfg)
     save_prepared(prepared, paths.prepared(dataset), paths.manifest(dataset))
     log.info("prepared %s: train %s, test %s (%s)", dataset, prepared.x_train.shape, prepared.x_test.shape,
