@@ -23,9 +23,14 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from pipeline.langevin import revise
+
+# teaching_step's parts as torch.profiler ranges (record_function; free when no profiler runs), named
+# as the official iteration is split: ``python -m pipeline bench`` prints the time of each.
+PARTS = ("generator sample", "Langevin revision", "descriptor update", "VAE update")
 
 
 @dataclass
@@ -179,17 +184,21 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
     lv = cfg["langevin"]
     grads: list[torch.Tensor] | None = [] if record is not None else None
     with autocast(cfg, x_data.device):
-        x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device, draws.get("z"))
-        x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"], tr.generator,
-                       grads=grads)
-    f_hat, f_data, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
+        with record_function(PARTS[0]):
+            x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device, draws.get("z"))
+        with record_function(PARTS[1]):
+            x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"],
+                           tr.generator, grads=grads)
+    with record_function(PARTS[2]):
+        f_hat, f_data, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
 
-    with autocast(cfg, x_data.device):
-        loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record,
-                                     draws.get("dropout_u"))
-    tr.optims["vae"].zero_grad(set_to_none=True)
-    loss_vae.backward()
-    tr.optims["vae"].step()
+    with record_function(PARTS[3]):
+        with autocast(cfg, x_data.device):
+            loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record,
+                                         draws.get("dropout_u"))
+        tr.optims["vae"].zero_grad(set_to_none=True)
+        loss_vae.backward()
+        tr.optims["vae"].step()
 
     if record is not None:
         record.update(x_tilde=x_tilde, langevin_grads=grads, x_hat=x_hat, f_x_hat=f_hat.detach(),

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.bench import count_flops, setup
+from pipeline.bench import bench_train, count_flops, part_times, setup
 from pipeline.config import load_params
 from pipeline.nets import bn_fed_biases
 from pipeline.reference import reference_step
-from pipeline.teaching import teaching_step
+from pipeline.teaching import PARTS, teaching_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,12 +82,24 @@ def test_bench_cli_prints_figures():
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "measured peak (fp32 matmul)" in text
+    assert "kernel rates before (fp32): best" in text and "kernel rates after (fp32): best" in text
     for part in ("train iteration (ours)", "train iteration (reference)", "sample 20", "Inception features 4"):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"| {part}"))
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert float(cells[1]) > 0 and float(cells[4].replace(",", "")) > 0, line  # seconds, GFLOP
+        assert 0 < float(cells[7].rstrip("%")) <= 250, line  # CPU use (OpenMP threads may spin past 100%)
     assert "speed-up ours/reference:" in text
+    # the split: the official code's four parts, their seconds within the iteration, their GFLOP summing to it
+    split = {}
+    for ln in text.split("split of our training iteration")[1].split("split of sample")[0].splitlines():
+        if ln.startswith("| ") and not ln.startswith("| part"):
+            cells = [c.strip() for c in ln.strip("|").split("|")]
+            split[cells[0]] = (float(cells[1]), float(cells[3].replace(",", "")))
+    assert list(split) == [*PARTS, "whole iteration"]
+    assert sum(t for t, _ in list(split.values())[:4]) <= split["whole iteration"][0]
+    assert split["Langevin revision"][0] > 0
+    assert sum(f for _, f in list(split.values())[:4]) == pytest.approx(split["whole iteration"][1], abs=0.2)
+    assert "| Langevin revision |" in text.split("split of sample 20")[1]
 
 
 def test_bf16_autocast_step_stays_close_to_fp32():
@@ -103,3 +115,37 @@ def test_bf16_autocast_step_stays_close_to_fp32():
     assert out["bf16"]["vae_rec"] == pytest.approx(out["fp32"]["vae_rec"], rel=0.05)
     assert out["bf16"]["revision_l2"] == pytest.approx(out["fp32"]["revision_l2"], rel=0.05)
     assert out["bf16"] != out["fp32"]  # the switch did change the arithmetic
+
+
+def test_split_ranges_and_langevin_flops():
+    """One profiled iteration has each part once; the Langevin FLOPs are input gradients only.
+
+    Each step is one forward and one input-gradient backward of the EBM, 2 × its forward FLOPs; if the
+    frozen EBM's weight gradients were computed too it would be 3 ×, and the split would show it.
+    """
+    params = load_params(ROOT / "params.yaml")
+    s = setup(params, "digits", torch.device("cpu"), chains=8, batch=8)
+    r = bench_train(s, torch.device("cpu"), warmup=0, repeats=2, reference=False)
+    assert all(len(r["parts"][name]) == 2 for name in PARTS), r["parts"]  # once per timed run
+    for i in range(2):
+        assert sum(r["parts"][name][i] for name in PARTS) <= r["ours"][i]
+    ebm = s["trainer"].models["ebm"]
+    forward = count_flops(lambda: ebm(torch.zeros(8, 1, 16, 16).contiguous(memory_format=torch.channels_last)))
+    steps = s["cfg"]["langevin"]["train_steps"]
+    assert r["part_flops"]["Langevin revision"] == 2 * steps * forward
+    assert r["part_flops"]["total"] == sum(r["part_flops"][name] for name in PARTS)
+    assert r["part_flops"]["VAE update"] > 0
+
+
+def test_part_times_reads_named_ranges():
+    """part_times returns every occurrence of a named record_function range, in order, and nothing else."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for n in (1, 2):
+            with record_function("outer"):
+                torch.randn(1000 * n).sum()
+        with record_function("other"):
+            pass
+    got = part_times(prof, ("outer", "missing"))
+    assert len(got["outer"]) == 2 and all(t > 0 for t in got["outer"]) and got["missing"] == []

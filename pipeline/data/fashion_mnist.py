@@ -18,7 +18,7 @@ that order every epoch without reshuffling; it never reads the test images. Here
 same algorithm on ``np.random.RandomState(shuffle_seed)`` (stable across NumPy versions), so the order
 is fixed and recorded; ``x_train`` is stored already in that order and the trainer reads it in order.
 The test images stay in file order: the held-out reference. The scaling to [−1, 1] happens at training
-time (``pipeline.sample.to_float``); the prepared file holds the uint8 pixels.
+time (``pipeline.pixels.to_float``); the prepared file holds the uint8 pixels.
 """
 
 from __future__ import annotations
