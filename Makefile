@@ -1,5 +1,5 @@
 # Two commands: `make reproduce` (install + the embedded digits reproduction, end to end, rerun
-# from scratch even where committed results exist)
+# from scratch even where committed results exist, with the thread settings of the committed run)
 # and `make test` (install + the test suite). Both create .venv on first use.
 # bash: the test recipe reads PIPESTATUS
 SHELL := /bin/bash
@@ -19,8 +19,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The committed results/ were made by one-thread jobs (float reductions, hence the trained weights,
+# depend on the thread count), so reproduce runs every job at one thread, as many at once as there
+# are cores (coopvaebm and vae train side by side). On x86-64, NumPy/SciPy's OpenBLAS kernels are
+# pinned to the ones the committed scores were computed with (Haswell; on an AVX-512 CPU OpenBLAS
+# would pick SkylakeX, whose matrix square root and KID sums differ from ~1e-8 on; docs/workflows.md).
+# Torch uses MKL/oneDNN, not OpenBLAS: training is unaffected. An OPENBLAS_CORETYPE already set wins.
+ONE_THREAD := --set-threads prepare=1 classifier=1 train=1 sample=1 score=1 score_real=1 completion=1 \
+	reconstruction=1 interpolation=1 trajectory=1 tables=1 check=1
+BLAS_PIN := $(if $(filter x86_64,$(shell uname -m)),OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell})
+
 reproduce: install
-	snakemake --cores all --forceall digits
+	$(BLAS_PIN) snakemake --cores all --forceall digits $(ONE_THREAD)
 
 # The SLURM test (tests/test_slurm.py, a localhost cluster) spends most of its minutes waiting on the
 # scheduler, so it runs beside the rest of the suite; its report follows the suite's, then the suite's

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline import paths
 from pipeline.atomic import write_text
-from pipeline.config import runs
+from pipeline.config import dataset_cfg, runs
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
 EMBEDDED = ("digits",)
@@ -54,9 +54,19 @@ def _counts(m: dict) -> str:
     return f"{m['n_samples']} / {m['n_reference']} ({m['reference']})"
 
 
-def embedded_rows(dataset: str, seeds: dict[str, list[int]]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """digits: fd/KID on the classifier's features, one row per method (mean ± std over its seeds) and the floor."""
-    header = ["method", "seeds", f"fd_{dataset} (Langevin-revised)", f"fd_{dataset} (proposal only: VAE / generator)",
+def epochs_of(params: dict, dataset: str, methods: list[str]) -> dict[str, str]:
+    """Each method's training epochs as params.yaml sets them (the tables stages declare those keys), so a
+    table says how long each row trained; "—" where a method sets none."""
+    cfg = dataset_cfg(params, dataset)["methods"]
+    return {m: str(cfg[m]["epochs"]) if "epochs" in cfg[m] else "—" for m in methods}
+
+
+def embedded_rows(dataset: str, seeds: dict[str, list[int]],
+                  epochs: dict[str, str] | None = None) -> tuple[list[str], list[tuple[str, ...]]]:
+    """digits: fd/KID on the classifier's features, one row per method (mean ± std over its seeds, its
+    training epochs) and the floor."""
+    epochs = epochs or {}
+    header = ["method", "seeds", "epochs", f"fd_{dataset} (Langevin-revised)", f"fd_{dataset} (proposal only: VAE / generator)",
               "KID ×10³ (final samples)", f"fd_{dataset} per seed (final samples)", "samples / reference"]
     out = []
     fd, kid = f"fd_{dataset}", f"kid_{dataset}"
@@ -68,10 +78,11 @@ def embedded_rows(dataset: str, seeds: dict[str, list[int]]) -> tuple[list[str],
         else:  # the short-run EBM has no proposal (chains from noise): no fd_<dataset>_vae
             revised = mean_std(list(finals.values()))
             proposal = mean_std([m[f"{fd}_vae"] for m in ms.values() if f"{fd}_vae" in m])
-        out.append((method, str(len(ss)), revised, proposal, mean_std([m[kid] for m in ms.values()], scale=1e3),
+        out.append((method, str(len(ss)), epochs.get(method, "—"), revised, proposal,
+                    mean_std([m[kid] for m in ms.values()], scale=1e3),
                     per_seed(finals), _counts(next(iter(ms.values())))))
     m = _load(dataset, "real")
-    out.append(("real data, test split (floor)", "—", _fmt(m[fd]), "—",
+    out.append(("real data, test split (floor)", "—", "—", _fmt(m[fd]), "—",
                 f"{_fmt(m[kid] * 1e3)} ± {_fmt(m[f'{kid}_std'] * 1e3)}", "—", _counts(m)))
     return header, out
 
@@ -149,7 +160,7 @@ def dataset_table(params: dict, dataset: str, scope: str = "all") -> Table:
     """One dataset's table: every method of the scope (mean ± std over its seeds) and the real-data floor."""
     seeds = runs(params, dataset, scope)
     if dataset in EMBEDDED:
-        header, body = embedded_rows(dataset, seeds)
+        header, body = embedded_rows(dataset, seeds, epochs_of(params, dataset, list(seeds)))
         title = f"{dataset}: Fréchet distance and KID on the {dataset} classifier's features (lower is better)"
         note = (f"Not FID: the features are those of a small classifier trained on the {dataset} training split "
                 "(Inception does not fit these images).")

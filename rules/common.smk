@@ -182,6 +182,12 @@ def code(stage):
     return get
 
 
+def epochs(wildcards):
+    """Each method's `epochs` (the tables' epochs column): the tables rerun when one changes."""
+    methods = config["datasets"][wildcards.dataset]["methods"]
+    return json.dumps({m: c.get("epochs") for m, c in methods.items()}, sort_keys=True)
+
+
 def subsection(keys, *path):
     """Only `keys` of the params.yaml mapping at `path`: a stage that reads a few keys of a shared section
     (reference: the reference set, not the KID settings) reruns only when those change."""

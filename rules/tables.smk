@@ -12,6 +12,7 @@ rule tables:
                labels={"dataset": "{dataset}", "scope": "all"}),
         "results/tables/{dataset}.tex",
     params:
+        epochs=epochs,  # the epochs column (pipeline/tables.py epochs_of)
         scope="",  # tables_ci: " --scope ci"
     log:
         "logs/{dataset}/tables.log",
@@ -35,6 +36,7 @@ use rule tables as tables_ci with:
                labels={"dataset": "{dataset}", "scope": "ci"}),
         "results/tables/{dataset}-ci.tex",
     params:
+        epochs=epochs,
         scope=" --scope ci",
     log:
         "logs/{dataset}/tables-ci.log",

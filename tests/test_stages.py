@@ -127,15 +127,16 @@ def test_tables_markdown_and_latex(tmp_path, monkeypatch):
     tables(PARAMS, "digits")
     md = (tmp_path / paths.table("digits", "md")).read_text()
     # mean ± sample std over seeds 0 and 1, and each seed's value
-    assert "| coopvaebm | 2 | 4.00 ± 1.41 | 8.50 ± 0.71 | 10.00 ± 0.00 | s0 5.00, s1 3.00 |" in md
-    assert "| vae | 2 | — | 6.50 ± 0.71 |" in md and "floor" in md
+    # PARAMS sets no epochs: the epochs column says so ("—") rather than guessing
+    assert "| coopvaebm | 2 | — | 4.00 ± 1.41 | 8.50 ± 0.71 | 10.00 ± 0.00 | s0 5.00, s1 3.00 |" in md
+    assert "| vae | 2 | — | — | 6.50 ± 0.71 |" in md and "floor" in md
     assert "| VAE + Langevin (15 steps) | 0.2500 ± 0.0707 | 0.800 ± 0.000 | 0.3500 ± 0.0707 |" in md
     assert "| masked input (hidden half = 0) | 0.5000 ± 0.0000 | 0.400 ± 0.000 | — |" in md
     tex = (tmp_path / paths.table("digits", "tex")).read_text()
-    assert r"\begin{tabular}" in tex and r"coopvaebm & 2 & 4.00 $\pm$ 1.41" in tex
+    assert r"\begin{tabular}" in tex and r"coopvaebm & 2 & -- & 4.00 $\pm$ 1.41" in tex
     tables(PARAMS, "digits", "ci")  # seed 0 only: one value, no ±
     ci = (tmp_path / paths.table("digits", "md", "ci")).read_text()
-    assert "| coopvaebm | 1 | 5.00 | 9.00 |" in ci and "| VAE + Langevin (15 steps) | 0.2000 |" in ci
+    assert "| coopvaebm | 1 | — | 5.00 | 9.00 |" in ci and "| VAE + Langevin (15 steps) | 0.2000 |" in ci
 
 
 def test_torch_checkpoint_is_byte_identical_across_writes(tmp_path):

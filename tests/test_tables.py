@@ -123,3 +123,36 @@ def test_inception_dataset_table(in_tmp):
     assert "| real data, test split (floor) | b | — | 4.00 | — |" in md
     assert "b: 50 samples vs the first 100 train images, reference as stored" in md
     assert r"\toprule" in Path("results/tables/cifar10.tex").read_text()
+
+
+def test_digits_table_has_each_methods_epochs(in_tmp):
+    """The epochs column: each method's params.yaml epochs, so a table shows whether its rows trained equally long."""
+    params = {"datasets": {"digits": {"methods": {"coopvaebm": {"seeds": [0, 1], "epochs": 200},
+                                                  "ebm": {"seeds": [0], "epochs": 100}, "vae": {"seeds": [0]}}}}}
+    common = {"n_samples": 540, "n_reference": 1257, "reference": "train", "kid_digits": 0.02}
+    for seed, fd in ((0, 1.5), (1, 2.5)):
+        write_json(f"results/digits/coopvaebm/seed{seed}/metrics.json", {**common, "fd_digits": fd, "fd_digits_vae": 3.0})
+    write_json("results/digits/ebm/seed0/metrics.json", {**common, "fd_digits": 4.0})
+    write_json("results/digits/vae/seed0/metrics.json", {**common, "fd_digits": 3.5, "fd_digits_vae": 3.5})
+    write_json("results/digits/real/metrics.json", {**common, "fd_digits": 0.3, "kid_digits_std": 0.001})
+    tables.write(tables.dataset_table(params, "digits"), "digits")
+    md = Path("results/tables/digits.md").read_text()
+    assert "| method | seeds | epochs | fd_digits (Langevin-revised) |" in md
+    assert "| coopvaebm | 2 | 200 | 2.00 ± 0.71 | 3.00 ± 0.00 |" in md
+    assert "| ebm | 1 | 100 | 4.00 | — |" in md
+    assert "| vae | 1 | — | — | 3.50 |" in md  # no epochs in params: "—", not a guess
+    assert "| real data, test split (floor) | — | — | 0.30 | — |" in md
+    assert r"coopvaebm & 2 & 200 & 2.00 $\pm$ 0.71" in Path("results/tables/digits.tex").read_text()
+
+
+def test_committed_digits_tables_show_params_epochs():
+    """results/tables/digits.md and digits-ci.md (committed) give each method the epochs params.yaml trains it for:
+    a change of epochs without rerunning the runs and the tables fails here."""
+    methods = PARAMS["datasets"]["digits"]["methods"]
+    for name, n_methods in (("digits.md", 5), ("digits-ci.md", 2)):
+        md = (ROOT / "results/tables" / name).read_text()
+        assert any(r.startswith("| method | seeds | epochs |") for r in md.splitlines()), f"{name}: no epochs column"
+        rows = {r.split(" | ")[0].strip("| "): r.split(" | ")[2] for r in md.splitlines()
+                if r.startswith("| ") and r.split(" | ")[0].strip("| ") in methods}
+        assert len(rows) == n_methods, (name, rows)
+        assert rows == {m: str(methods[m]["epochs"]) for m in rows}, (name, rows)
