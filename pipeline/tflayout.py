@@ -45,17 +45,23 @@ def _cifar_table() -> list[Entry]:
         rows += [Entry(f"VAE_generator/{layer}/w", "decoder", f"{idx}.weight", "conv"),
                  Entry(f"VAE_generator/{layer}/biases", "decoder", f"{idx}.bias", "vector")]
     # Descriptor: Sequential(conv, act, conv, act, conv, act, conv, act, conv (fc), Flatten)
-    for layer, idx in (("conv1", 0), ("conv2", 2), ("conv3", 4), ("conv4", 6), ("fc", 8)):
-        rows += [Entry(f"des/{layer}/kernel", "ebm", f"{idx}.weight", "conv"),
-                 Entry(f"des/{layer}/bias", "ebm", f"{idx}.bias", "vector")]
+    rows += _convs("des", "ebm", "", (("conv1", 0), ("conv2", 2), ("conv3", 4), ("conv4", 6), ("fc", 8)))
     # Encoder: body = Sequential(conv, act, ×4, Flatten); dense → mean, dense_1 → log-std (×0.5 in forward)
-    for layer, idx in (("conv1", 0), ("conv2", 2), ("conv3", 4), ("conv4", 6)):
-        rows += [Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"body.{idx}.weight", "conv"),
-                 Entry(f"VAE_encoder/{layer}/bias", "encoder", f"body.{idx}.bias", "vector")]
-    for layer, head in (("dense", "mean"), ("dense_1", "logstd")):
-        rows += [Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"{head}.weight", "dense"),
-                 Entry(f"VAE_encoder/{layer}/bias", "encoder", f"{head}.bias", "vector")]
-    return rows
+    rows += _convs("VAE_encoder", "encoder", "body.", (("conv1", 0), ("conv2", 2), ("conv3", 4), ("conv4", 6)))
+    return rows + _encoder_heads()
+
+
+def _convs(scope: str, net: str, prefix: str, layers: tuple[tuple[str, int], ...]) -> list[Entry]:
+    """TF ``<scope>/<layer>/kernel`` and ``/bias`` → our ``<prefix><index>.weight`` / ``.bias`` of ``net``."""
+    return [e for layer, idx in layers for e in (Entry(f"{scope}/{layer}/kernel", net, f"{prefix}{idx}.weight", "conv"),
+                                                Entry(f"{scope}/{layer}/bias", net, f"{prefix}{idx}.bias", "vector"))]
+
+
+def _encoder_heads() -> list[Entry]:
+    """The encoder's dense heads (both net types): dense → mean, dense_1 → log-std (×0.5 in forward)."""
+    return [e for layer, head in (("dense", "mean"), ("dense_1", "logstd"))
+            for e in (Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"{head}.weight", "dense"),
+                      Entry(f"VAE_encoder/{layer}/bias", "encoder", f"{head}.bias", "vector"))]
 
 
 def _mnist_table() -> list[Entry]:
@@ -69,17 +75,10 @@ def _mnist_table() -> list[Entry]:
     rows += [Entry("VAE_generator/convt5/w", "decoder", "10.weight", "conv"),
              Entry("VAE_generator/convt5/biases", "decoder", "10.bias", "vector")]
     # Descriptor: Sequential(conv, act, conv, act, conv, act, conv (fc, 100 channels), SumChannels)
-    for layer, idx in (("conv1", 0), ("conv2", 2), ("conv3", 4), ("fc", 6)):
-        rows += [Entry(f"des/{layer}/kernel", "ebm", f"{idx}.weight", "conv"),
-                 Entry(f"des/{layer}/bias", "ebm", f"{idx}.bias", "vector")]
+    rows += _convs("des", "ebm", "", (("conv1", 0), ("conv2", 2), ("conv3", 4), ("fc", 6)))
     # Encoder: body = Sequential(conv, act, dropout, ×3, Flatten); dense → mean, dense_1 → log-std
-    for layer, idx in (("conv1", 0), ("conv2", 3), ("conv3", 6)):
-        rows += [Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"body.{idx}.weight", "conv"),
-                 Entry(f"VAE_encoder/{layer}/bias", "encoder", f"body.{idx}.bias", "vector")]
-    for layer, head in (("dense", "mean"), ("dense_1", "logstd")):
-        rows += [Entry(f"VAE_encoder/{layer}/kernel", "encoder", f"{head}.weight", "dense"),
-                 Entry(f"VAE_encoder/{layer}/bias", "encoder", f"{head}.bias", "vector")]
-    return rows
+    rows += _convs("VAE_encoder", "encoder", "body.", (("conv1", 0), ("conv2", 3), ("conv3", 6)))
+    return rows + _encoder_heads()
 
 
 TABLES: dict[str, list[Entry]] = {"cifar": _cifar_table(), "mnist": _mnist_table()}
