@@ -204,7 +204,7 @@ def test_reference_features_are_shared_by_protocols_with_one_reference_set(tmp_p
     """Protocols on the same set and conversion read one feature pass, each its first n_reference rows."""
     from pipeline.atomic import write_npz
     from pipeline.inception import FEATURE_KEYS
-    from pipeline.stages.reference import load_reference, reference_groups
+    from pipeline.stages.reference import load_references, reference_groups
 
     protos = {"official": {"n_samples": 1, "reference": "train", "n_reference": 3, "conversion": "official"},
               "big": {"n_samples": 1, "reference": "train", "n_reference": 5, "conversion": "official"},
@@ -213,9 +213,11 @@ def test_reference_features_are_shared_by_protocols_with_one_reference_set(tmp_p
     monkeypatch.chdir(tmp_path)
     feats = {f"train.official/{k}": np.arange(10, dtype=np.float32).reshape(5, 2) for k in FEATURE_KEYS}
     write_npz("data/reference/cifar10.npz", **feats)
-    got = load_reference("cifar10", protos["official"])
+    both = load_references("cifar10", {k: protos[k] for k in ("official", "big")})
+    got = both["official"]
+    assert all(v.shape == (5, 2) for v in both["big"].values())
     assert set(got) == set(FEATURE_KEYS) and all(v.shape == (3, 2) for v in got.values())
     with pytest.raises(RuntimeError, match="rerun the reference stage"):
-        load_reference("cifar10", protos["raw"])  # no pass of the unconverted set
+        load_references("cifar10", protos)  # no pass of the unconverted set
     with pytest.raises(RuntimeError, match="asks for 6"):
-        load_reference("cifar10", {**protos["big"], "n_reference": 6})
+        load_references("cifar10", {"big": {**protos["big"], "n_reference": 6}})

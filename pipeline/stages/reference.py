@@ -71,21 +71,27 @@ def reference(params: dict, dataset: str, progress: bool = True) -> None:
     write_npz(paths.reference_features(dataset), **out)
 
 
-def load_reference(dataset: str, protocol: dict) -> dict[str, np.ndarray]:
-    """The reference features of one protocol (its group's first ``n_reference`` rows), checked."""
+def load_references(dataset: str, protocols: dict) -> dict[str, dict[str, np.ndarray]]:
+    """{protocol: its reference features} (its group's first ``n_reference`` rows), checked; the file is read
+    once, each group's arrays once, whatever the number of protocols sharing them."""
     from pipeline.inception import FEATURE_KEYS
 
     path = paths.reference_features(dataset)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run the reference stage (python -m pipeline reference --dataset "
                                 f"{dataset})")
-    g, n = group_of(protocol), protocol["n_reference"]
+    wanted = {group_of(p) for p in protocols.values()}
     with np.load(path) as z:
-        feats = {k.split("/", 1)[1]: z[k][:n] for k in z.files if k.startswith(g + "/")}
-    missing = [k for k in FEATURE_KEYS if k not in feats]
-    if missing or len(feats[FEATURE_KEYS[0]]) < n:
-        have = len(feats[FEATURE_KEYS[0]]) if not missing else 0
-        raise RuntimeError(f"{path} holds {have} images' features of the '{g}' reference set, but params.yaml's "
-                           f"protocol asks for {n}: rerun the reference stage (python -m pipeline reference "
-                           f"--dataset {dataset})")
-    return feats
+        groups = {g: {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(g + "/")} for g in wanted}
+    out = {}
+    for name, protocol in protocols.items():
+        g, n = group_of(protocol), protocol["n_reference"]
+        feats = groups[g]
+        missing = [k for k in FEATURE_KEYS if k not in feats]
+        if missing or len(feats[FEATURE_KEYS[0]]) < n:
+            have = len(feats[FEATURE_KEYS[0]]) if not missing else 0
+            raise RuntimeError(f"{path} holds {have} images' features of the '{g}' reference set, but params.yaml's "
+                               f"protocol asks for {n}: rerun the reference stage (python -m pipeline reference "
+                               f"--dataset {dataset})")
+        out[name] = {k: v[:n] for k, v in feats.items()}
+    return out

@@ -14,7 +14,7 @@ from pipeline.atomic import write_json
 from pipeline.config import dataset_cfg
 from pipeline.data import load_prepared
 from pipeline.stages.common import check_floor_reference, log, pick_device
-from pipeline.stages.reference import convert, load_reference
+from pipeline.stages.reference import convert, load_references
 from pipeline.stages.weights import inception_precision, inception_weights
 
 
@@ -81,7 +81,7 @@ def _score_inception(params: dict, dataset: str, method: str, seed: int, progres
     protocols = scfg["protocols"]
     weights = inception_weights(scfg)
     inception_precision()
-    refs = {name: load_reference(dataset, p) for name, p in protocols.items()}
+    refs = load_references(dataset, protocols)
     samples = paths.samples(dataset, method, seed)
     out = _settings(scfg)
     with np.load(samples, allow_pickle=False) as z:
@@ -112,11 +112,12 @@ def _score_real_inception(params: dict, dataset: str, progress: bool) -> None:
     # reference (samples come out of it already), and is scored whole (10,000 CIFAR-10 test images),
     # whatever n_samples the protocol takes of the samples.
     feats_of: dict[str, dict] = {}
+    refs = load_references(dataset, scfg["protocols"])
     for name, p in scfg["protocols"].items():
         if p["conversion"] not in feats_of:
             feats_of[p["conversion"]] = _extract(convert(data.x_test, p["conversion"]), scfg, weights, progress)
         block = _protocol_block(p, int(len(data.x_test)))
-        block.update(_scores(feats_of[p["conversion"]], load_reference(dataset, p), scfg))
+        block.update(_scores(feats_of[p["conversion"]], refs[name], scfg))
         out[name] = block
     write_json(paths.metrics(dataset, "real"), out)
     for name in scfg["protocols"]:
