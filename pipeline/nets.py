@@ -34,7 +34,11 @@ class BatchNormNoScale(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, None, None, weight=None, bias=self.beta, training=True, eps=self.eps)
+        # An explicit scale of ones, not weight=None: CUDA's batch norm backward with no weight returns an
+        # empty bias gradient ("invalid gradient at index 2", found by the GPU check). x·1 is exact, and the
+        # CPU kernel multiplies by 1 where no weight is given, so CPU results are bit-identical.
+        return F.batch_norm(x, None, None, weight=torch.ones_like(self.beta), bias=self.beta, training=True,
+                            eps=self.eps)
 
 
 class ConvTranspose2dSame(nn.ConvTranspose2d):
