@@ -8,7 +8,7 @@
 #    benchmarks/gpu_check_chain.py.
 # 2. `python -m pipeline bench` at the paper's CIFAR-10 configuration: one training iteration, ours
 #    against the reference, fp32; ours in bf16; ours in bf16 + torch.compile; then sampling and
-#    Inception throughput.
+#    Inception throughput; then the official Fashion-MNIST configuration (mnist nets), fp32.
 # Every table goes to FILE (default benchmarks/gpu_check/<device>.md), written atomically at the end,
 # with the device, date and commands. cuda: sized for ≤ 8 minutes on one H100-class GPU. cpu: a
 # smoke (CI runs it): the same steps on the digits configuration with single repetitions, without
@@ -96,7 +96,9 @@ if [[ "$DEVICE" == cuda ]]; then
   section "train, bf16 + compile" "${BENCH[@]}" --dataset cifar10 --parts train --precision bf16 --compile \
     --no-reference --warmup 3
   section "sampling and Inception throughput, fp32" "${BENCH[@]}" --dataset cifar10 --parts sample inception \
-    --n-sample 10000 --n-inception 5000 --repeats 3
+    --n-sample 10000 --n-inception 1000 --repeats 3
+  section "Fashion-MNIST, official configuration (mnist nets), fp32" "${BENCH[@]}" --dataset fashion-mnist \
+    --preset fashion-mnist-official --parts train sample --n-sample 10000 --repeats 3
 else
   SMOKE=(--dataset digits --warmup 0 --repeats 1)
   section "train, fp32, ours vs reference (digits, smoke)" "${BENCH[@]}" "${SMOKE[@]}" --parts train
@@ -104,6 +106,8 @@ else
   echo "bf16 + compile: skipped on cpu (compile measured slower on CPU, benchmarks/RESULTS.md)" | tee -a "$TMP_OUT"
   section "sampling and Inception throughput (smoke)" "${BENCH[@]}" "${SMOKE[@]}" --parts sample inception \
     --n-sample 64 --n-inception 20 --inception-batch 10
+  section "Fashion-MNIST, official configuration (mnist nets), 8 chains (smoke)" "${BENCH[@]}" --dataset fashion-mnist \
+    --preset fashion-mnist-official --warmup 0 --repeats 1 --parts train sample --chains 8 --batch 8 --n-sample 16
 fi
 
 echo >>"$TMP_OUT"

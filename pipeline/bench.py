@@ -43,8 +43,11 @@ from pipeline.precision import apply_precision, describe
 
 # Training-split sizes of the prepared datasets (pipeline/data/*.py): CIFAR-10 data_batch_1..5,
 # SVHN train_32x32.mat, CelebA partition 0; digits: 1,257 of sklearn's 1,797 (test_fraction 0.3).
-TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "celeba": 162_770, "digits": 1_257}
-CHANNELS = {"digits": 1}
+# Fashion-MNIST: the 60,000 training images of train-images-idx3-ubyte.
+TRAIN_IMAGES = {"cifar10": 50_000, "svhn": 73_257, "celeba": 162_770, "digits": 1_257, "fashion-mnist": 60_000}
+CHANNELS = {"digits": 1, "fashion-mnist": 1}
+SIZES = {"fashion-mnist": 28}  # datasets whose prepare section names no resolution (fixed by the files)
+PAPER = ("cifar10", "svhn", "celeba")
 
 
 def _sync(device: torch.device) -> None:
@@ -137,7 +140,8 @@ def kernel_rates(device: torch.device, dtype: torch.dtype, n: int | None = None,
 
 
 def part_times(prof: torch.profiler.profile, names: tuple[str, ...]) -> dict[str, list[float]]:
-    """Seconds of every occurrence of each named ``record_function`` range in a finished profile, in order."""
+    """Seconds of every occurrence of each named ``record_function`` range in a finished profile, in order
+    (host ranges: on a CUDA device the timed runs synchronise at each part's edges, ``synced_parts``)."""
     out: dict[str, list[float]] = {name: [] for name in names}
     for e in prof.events():
         if e.name in out and e.device_type == torch.autograd.DeviceType.CPU:
@@ -160,18 +164,25 @@ def split_rows(times: dict[str, list[float]], total: list[float], flops: dict[st
 
 
 def setup(params: dict, dataset: str, device: torch.device, *, chains: int | None = None, batch: int | None = None,
-          precision: str = "fp32", compile_nets: bool = False) -> dict:
-    """Nets, trainer and random data for ``dataset``'s coopvaebm config; ``chains``/``batch`` override it."""
+          precision: str = "fp32", compile_nets: bool = False, preset: str | None = None) -> dict:
+    """Nets, trainer and random data for ``dataset``'s coopvaebm config, or for params.yaml
+    ``presets.<preset>.coopvaebm`` on ``dataset``'s nets; ``chains``/``batch`` override it."""
     from pipeline.nets import build_models
     from pipeline.teaching import make_adam, make_trainer
 
     dcfg = params["datasets"][dataset]
-    cfg = copy.deepcopy(dcfg["methods"]["coopvaebm"])
+    methods = params.get("presets", {}).get(preset, {}) if preset else dcfg.get("methods", {})
+    if "coopvaebm" not in methods:
+        where = f"presets.{preset}" if preset else f"datasets.{dataset}.methods"
+        names = ", ".join(params.get("presets", {})) or "none"
+        raise ValueError(f"bench: params.yaml {where} has no coopvaebm configuration to time; "
+                         f"name one with --preset (presets in this file: {names})")
+    cfg = copy.deepcopy(methods["coopvaebm"])
     cfg["seed"] = cfg.pop("seeds")[0]  # the first training seed: benchmarks time one run
     cfg["n_chains"] = chains or cfg["n_chains"]
     cfg["batch_size"] = batch or cfg["batch_size"]
     cfg["precision"] = precision
-    size, channels = dcfg["prepare"]["resolution"], CHANNELS.get(dataset, 3)
+    size, channels = dcfg["prepare"].get("resolution", SIZES.get(dataset)), CHANNELS.get(dataset, 3)
     torch.manual_seed(cfg["seed"])
     base = build_models(channels, size, dcfg["nets"])
     ours = {k: copy.deepcopy(m).to(device, memory_format=torch.channels_last) for k, m in base.items()}
@@ -192,8 +203,7 @@ def setup(params: dict, dataset: str, device: torch.device, *, chains: int | Non
 
 
 def _profiler() -> torch.profiler.profile:
-    """CPU-side ranges only: the split's record_function ranges (host time; on a GPU the kernels run
-    asynchronously, so a part's time there is when its work was queued, not done)."""
+    """The split's record_function ranges, host side (on a GPU made real time by ``synced_parts``)."""
     return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
 
 
@@ -204,7 +214,7 @@ def bench_train(s: dict, device: torch.device, warmup: int, repeats: int, refere
     """
     from pipeline.langevin import revise
     from pipeline.reference import reference_step
-    from pipeline.teaching import PARTS, learn_ebm, propose, teaching_step
+    from pipeline.teaching import PARTS, learn_ebm, propose, synced_parts, teaching_step
 
     cfg, z_dim, tr = s["cfg"], s["z_dim"], s["trainer"]
 
@@ -216,8 +226,9 @@ def bench_train(s: dict, device: torch.device, warmup: int, repeats: int, refere
 
     out: dict = {"ours_cpu": [], "reference_cpu": []}
     prof = _profiler() if split else None
-    out["ours"] = timed(ours, device, warmup, repeats, "train iteration (ours)", out["ours_cpu"],
-                        (lambda: prof) if split else None)
+    with synced_parts(split and device.type == "cuda"):  # the parts' real time on a GPU (pipeline.teaching.part)
+        out["ours"] = timed(ours, device, warmup, repeats, "train iteration (ours)", out["ours_cpu"],
+                            (lambda: prof) if split else None)
     if split:
         out["parts"] = part_times(prof, PARTS)
     if reference:
@@ -241,7 +252,7 @@ def bench_sample(s: dict, device: torch.device, n: int, warmup: int, repeats: in
     """Seconds (wall and CPU) to draw ``n`` revised samples (test-time steps, chunks of n_chains), FLOPs of one
     draw and, with ``split``, the seconds of its generator sample and Langevin revision ranges per draw."""
     from pipeline.sample import generate
-    from pipeline.teaching import PARTS, autocast
+    from pipeline.teaching import PARTS, autocast, synced_parts
 
     cfg, tr = s["cfg"], s["trainer"]
 
@@ -253,8 +264,9 @@ def bench_sample(s: dict, device: torch.device, n: int, warmup: int, repeats: in
     n_chunks = -(-n // cfg["n_chains"])
     cpu: list[float] = []
     prof = _profiler() if split else None
-    out = {"times": timed(run, device, warmup, repeats, f"sample {n}", cpu, (lambda: prof) if split else None),
-           "cpu": cpu, "flops": flops_per_chunk * n_chunks}
+    with synced_parts(split and device.type == "cuda"):
+        times = timed(run, device, warmup, repeats, f"sample {n}", cpu, (lambda: prof) if split else None)
+    out = {"times": times, "cpu": cpu, "flops": flops_per_chunk * n_chunks}
     if split:  # per draw: the ranges of its chunks summed
         per_chunk = part_times(prof, PARTS[:2])
         out["parts"] = {k: [sum(v[i:i + n_chunks]) for i in range(0, len(v), n_chunks)] for k, v in per_chunk.items()}
@@ -311,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--parts", nargs="+", default=["train", "sample", "inception"],
                    choices=["train", "sample", "inception"])
+    p.add_argument("--preset", help="time params.yaml presets.PRESET's coopvaebm configuration on the dataset's nets "
+                   "instead of the dataset's own methods (e.g. fashion-mnist-official)")
     p.add_argument("--chains", type=int, help="override n_chains (default: the config's; 900 for cifar10)")
     p.add_argument("--batch", type=int, help="override the data batch size (default: the config's)")
     p.add_argument("--n-sample", type=int, default=10_000, help="images drawn in the sample part (default 10,000)")
@@ -335,13 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     switches = apply_precision(args.precision)  # the train stage's switches, so the timings are its
     kept = reuse_freed_memory()  # as the CLI's train and sample stages run (pipeline/cpualloc.py)
     split = not args.no_split
-    print(f"# bench {args.dataset}: device {device} ({_device_name(device)}), torch {torch.__version__}, "
+    preset = f" (preset {args.preset})" if args.preset else ""
+    print(f"# bench {args.dataset}{preset}: device {device} ({_device_name(device)}), torch {torch.__version__}, "
           f"precision {args.precision}, compile {args.compile}, median of {args.repeats} after {args.warmup} warm-up")
     print(f"settings in force: {describe(switches)}; freed CPU memory kept (pipeline/cpualloc.py): {kept}")
     rates = [kernel_rates(device, dtype)]
     print(_rates_line(rates[0], args.precision, "before"))
-    s = setup(params, args.dataset, device, chains=args.chains, batch=args.batch, precision=args.precision,
-              compile_nets=args.compile)
+    try:
+        s = setup(params, args.dataset, device, chains=args.chains, batch=args.batch, precision=args.precision,
+                  compile_nets=args.compile, preset=args.preset)
+    except ValueError as exc:
+        p.error(str(exc))
     cfg = s["cfg"]
     print(f"config: {s['channels']}x{s['size']}x{s['size']}, n_chains {cfg['n_chains']}, batch {cfg['batch_size']}, "
           f"Langevin {cfg['langevin']['train_steps']} steps (train) / {cfg['langevin']['test_steps']} (test)")
@@ -389,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {name} | {statistics.median(t):.4g} | {100 * statistics.median(t) / total:.1f}% |")
     if r is not None and "reference" in r:
         print(f"\nspeed-up ours/reference: {statistics.median(r['reference']) / statistics.median(r['ours']):.2f}x")
-    if args.chains is None and args.batch is None and args.dataset != "digits":  # the paper's nets and shapes
+    if args.chains is None and args.batch is None and args.dataset in PAPER and not args.preset:  # the paper's nets and shapes
         per_image = {"sample": statistics.median(r_s["times"]) / args.n_sample if r_s is not None else None,
                      "inception": statistics.median(r_i["times"]) / args.n_inception if r_i is not None else None}
         ours = statistics.median(r["ours"]) if r is not None else None

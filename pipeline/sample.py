@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from pipeline.langevin import revise
 from pipeline.pixels import to_uint8
-from pipeline.teaching import PARTS, propose, uniform_noise
+from pipeline.teaching import PARTS, part, propose, uniform_noise
 
 
 def generate(
@@ -42,14 +41,14 @@ def generate(
         m.train()  # official: BN on batch statistics at test time too; no dropout in these nets
     for start in tqdm(range(0, n, chunk), desc="sample", unit="batch", disable=not progress):
         keep = min(chunk, n - start)
-        with record_function(PARTS[0]):  # the ranges python -m pipeline bench splits the time by
+        with part(PARTS[0]):  # the ranges python -m pipeline bench splits the time by
             if noise_init is not None:
                 x = uniform_noise(chunk, tuple(image_shape), noise_init, generator, device)
             else:
                 x = propose(models["decoder"], chunk, z_dim, generator, device)
                 out["vae"].append(to_uint8(x[:keep]))
         if langevin is not None:
-            with record_function(PARTS[1]):
+            with part(PARTS[1]):
                 x = revise(models["ebm"], x, langevin["test_steps"], langevin["step_size"], langevin["ref_sigma"],
                            langevin["noise"], generator)
                 out["revised"].append(to_uint8(x[:keep]))

@@ -17,9 +17,10 @@ in and out as dicts (``trainer_state``, ``load_trainer_state``), saved by ``pipe
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,31 @@ from pipeline.langevin import revise
 # teaching_step's parts as torch.profiler ranges (record_function; free when no profiler runs), named
 # as the official iteration is split: ``python -m pipeline bench`` prints the time of each.
 PARTS = ("generator sample", "Langevin revision", "descriptor update", "VAE update")
+_sync_parts = False
+
+
+@contextlib.contextmanager
+def part(name: str) -> Iterator[None]:
+    """The ``record_function`` range of one part. Under ``synced_parts()`` on a CUDA machine the work queued
+    before the part and in it is waited for at its edges, so the host range is the part's real time (kernels
+    run asynchronously: without the waits a range says when its work was queued, not done)."""
+    if _sync_parts:
+        torch.cuda.synchronize()
+    with record_function(name):
+        yield
+        if _sync_parts:
+            torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def synced_parts(on: bool = True) -> Iterator[None]:
+    """Within this block ``part`` ranges synchronise CUDA at their edges (``python -m pipeline bench``'s split on a GPU)."""
+    global _sync_parts
+    old, _sync_parts = _sync_parts, on and torch.cuda.is_available()
+    try:
+        yield
+    finally:
+        _sync_parts = old
 
 
 @dataclass
@@ -184,15 +210,15 @@ def teaching_step(tr: Trainer, x_data: torch.Tensor, cfg: dict, z_dim: int, draw
     lv = cfg["langevin"]
     grads: list[torch.Tensor] | None = [] if record is not None else None
     with autocast(cfg, x_data.device):
-        with record_function(PARTS[0]):
+        with part(PARTS[0]):
             x_tilde = propose(dec, cfg["n_chains"], z_dim, tr.generator, x_data.device, draws.get("z"))
-        with record_function(PARTS[1]):
+        with part(PARTS[1]):
             x_hat = revise(ebm, x_tilde, lv["train_steps"], lv["step_size"], lv["ref_sigma"], lv["noise"],
                            tr.generator, grads=grads)
-    with record_function(PARTS[2]):
+    with part(PARTS[2]):
         f_hat, f_data, loss_ebm, gap = learn_ebm(tr, cfg, x_hat, x_data)
 
-    with record_function(PARTS[3]):
+    with part(PARTS[3]):
         with autocast(cfg, x_data.device):
             loss_vae, rec, kl = vae_loss(enc, dec, x_hat, cfg["kl_weight"], tr.generator, draws.get("eps"), record,
                                          draws.get("dropout_u"))

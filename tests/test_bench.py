@@ -149,3 +149,23 @@ def test_part_times_reads_named_ranges():
             pass
     got = part_times(prof, ("outer", "missing"))
     assert len(got["outer"]) == 2 and all(t > 0 for t in got["outer"]) and got["missing"] == []
+
+
+def test_bench_times_a_preset_on_the_mnist_nets():
+    """--preset times params.yaml presets.<name>.coopvaebm on the dataset's own nets (Fashion-MNIST: the official
+    mnist nets at 28x28); a dataset without methods and no --preset is refused with the presets' names."""
+    params = load_params(ROOT / "params.yaml")
+    official = params["presets"]["fashion-mnist-official"]["coopvaebm"]
+    s = setup(params, "fashion-mnist", torch.device("cpu"), chains=4, batch=4, preset="fashion-mnist-official")
+    assert s["x"].shape == (4, 1, 28, 28) and s["trainer"].models["ebm"].net_type == "mnist"
+    assert s["cfg"]["langevin"] == official["langevin"] and s["cfg"]["vae_optim"] == official["vae_optim"]
+    cmd = [sys.executable, "-m", "pipeline", "bench", "--dataset", "fashion-mnist", "--parts", "train",
+           "--chains", "4", "--batch", "4", "--warmup", "0", "--repeats", "1", "--no-reference"]
+    out = subprocess.run([*cmd, "--preset", "fashion-mnist-official"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "# bench fashion-mnist (preset fashion-mnist-official)" in out.stdout
+    assert f"Langevin {official['langevin']['train_steps']} steps (train)" in out.stdout
+    assert "| Langevin revision |" in out.stdout and "estimated wall time" not in out.stdout
+    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "fashion-mnist-official" in refused.stderr
