@@ -243,8 +243,10 @@ def test_classifier_gate_and_floor_on_idx_fixtures(tmp_path, work, capsys):
 
 
 @pytest.mark.slow
-def test_snakemake_fashion_and_dvc_repro_run_the_data_stages(tmp_path, monkeypatch):
-    """`snakemake --cores 2 fashion`, then `dvc repro` of the same stages, on idx fixtures in a copy of the repository."""
+def test_snakemake_fashion_runs_the_chain_and_dvc_repro_the_data_stages(tmp_path, monkeypatch):
+    """`snakemake --cores 2 fashion` end to end (prepare -> classifier -> train -> sample -> score -> experiments ->
+    tables -> check, the official mnist nets, tiny iteration counts) on idx fixtures in a copy of the repository,
+    then `dvc repro` of its data stages: the same bytes from the other tool."""
     from test_workflows import dvc_ran, run, set_param, tiny_copy
 
     table = tmp_path / "checksums.json"
@@ -256,13 +258,30 @@ def test_snakemake_fashion_and_dvc_repro_run_the_data_stages(tmp_path, monkeypat
               {"width": 4, "feat_dim": 8, "epochs": 2, "batch_size": 10, "lr": 0.002, "seed": 0, "min_accuracy": 0.01})
     set_param(root, ["datasets", "fashion-mnist", "score"],
               {"reference": "test", "kid_subsets": 5, "kid_subset_size": 10, "batch_size": 50})
+    tiny = {"epochs": 1, "batch_size": 20, "seeds": [0], "log_every": 1, "checkpoint_every": 2}
+    methods = yaml.safe_load((root / "params.yaml").read_text())["datasets"]["fashion-mnist"]["methods"]
+    assert set(methods) == {"coopvaebm", "vae"}
+    methods["coopvaebm"].update(tiny, n_chains=8, langevin={**methods["coopvaebm"]["langevin"], "train_steps": 2,
+                                                             "test_steps": 2})
+    methods["vae"].update(tiny)
+    set_param(root, ["datasets", "fashion-mnist", "methods"], methods)
+    set_param(root, ["datasets", "fashion-mnist", "sample", "n_samples"], 20)
+    set_param(root, ["datasets", "fashion-mnist", "experiments", "n_images"], 20)
     run(["snakemake", "--cores", "2", "fashion"], root)
+    for method in ("coopvaebm", "vae"):
+        metrics = json.loads((root / f"results/fashion-mnist/{method}/seed0/metrics.json").read_text())
+        assert {"fd_fashion", "fd_fashion_vae", "kid_fashion"} <= set(metrics), method  # proposals scored too
+        assert (root / f"models/fashion-mnist/{method}/seed0.pt").is_file()
+    for exp in ("completion", "reconstruction", "interpolation", "trajectory"):
+        assert (root / f"results/fashion-mnist/coopvaebm/seed0/{exp}.png").is_file(), exp
+    table = (root / "results/tables/fashion-mnist.md").read_text()
+    assert "fd_fashion (Langevin-revised)" in table and "| coopvaebm | 1 | 1 |" in table and "| vae | 1 | 1 |" in table
+    assert json.loads((root / "results/fashion-mnist/check.json").read_text()) is not None
     outputs = ["data/prepared/fashion-mnist.npz", "data/prepared/fashion-mnist.json", "models/fashion-mnist/classifier.pt",
                "results/fashion-mnist/classifier.json", "results/fashion-mnist/real/metrics.json"]
     for f in outputs:
         assert (root / f).is_file(), f
     assert "fd_fashion" in json.loads((root / "results/fashion-mnist/real/metrics.json").read_text())
-    assert not list(root.glob("models/fashion-mnist/*/"))  # no training yet
     first = {f: (root / f).read_bytes() for f in outputs if not f.endswith("metrics.json")}
     for f in outputs:
         (root / f).unlink()
