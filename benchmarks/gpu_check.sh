@@ -106,8 +106,6 @@ else
   echo "bf16 + compile: skipped on cpu (compile measured slower on CPU, benchmarks/RESULTS.md)" | tee -a "$TMP_OUT"
   section "sampling and Inception throughput (smoke)" "${BENCH[@]}" "${SMOKE[@]}" --parts sample inception \
     --n-sample 64 --n-inception 20 --inception-batch 10
-  section "Fashion-MNIST, official configuration (mnist nets), 8 chains (smoke)" "${BENCH[@]}" --dataset fashion-mnist \
-    --preset fashion-mnist-official --warmup 0 --repeats 1 --parts train sample --chains 8 --batch 8 --n-sample 16
 fi
 
 echo >>"$TMP_OUT"
