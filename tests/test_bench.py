@@ -153,7 +153,7 @@ def test_part_times_reads_named_ranges():
 
 def test_bench_times_a_preset_on_the_mnist_nets():
     """--preset times params.yaml presets.<name>.coopvaebm on the dataset's own nets (Fashion-MNIST: the official
-    mnist nets at 28x28); a dataset without methods and no --preset is refused with the presets' names."""
+    mnist nets at 28x28); an unknown preset is refused with the presets' names."""
     params = load_params(ROOT / "params.yaml")
     official = params["presets"]["fashion-mnist-official"]["coopvaebm"]
     s = setup(params, "fashion-mnist", torch.device("cpu"), chains=4, batch=4, preset="fashion-mnist-official")
@@ -167,5 +167,6 @@ def test_bench_times_a_preset_on_the_mnist_nets():
     assert "# bench fashion-mnist (preset fashion-mnist-official)" in out.stdout
     assert f"Langevin {official['langevin']['train_steps']} steps (train)" in out.stdout
     assert "| Langevin revision |" in out.stdout and "estimated wall time" not in out.stdout
-    refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert refused.returncode == 2 and "fashion-mnist-official" in refused.stderr
+    refused = subprocess.run([*cmd, "--preset", "no-such-preset"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+    assert refused.returncode == 2 and "fashion-mnist-official" in refused.stderr, refused.stderr
