@@ -55,7 +55,7 @@ rule digits_all:
 
 
 # Fashion-MNIST (docs/fashion-mnist.md; needs `apt-get install dataset-fashion-mnist` or the idx files in
-# data/raw/fashion-mnist/): for now its data stages (prepare, classifier, score_real); not in `make reproduce`.
+# data/raw/fashion-mnist/): the whole chain (data, coopvaebm and vae x 3 seeds, tables, check); not in `make reproduce`.
 rule fashion:
     input:
         targets("fashion-mnist"),

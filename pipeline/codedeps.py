@@ -30,9 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "pipeline"
 # Scored on its own classifier's features (fd_<dataset>); every other dataset with Inception.
 EMBEDDED = ("digits", "fashion-mnist")
+# Embedded datasets whose score stages add Inception's scores when its weights are present (28x28 images
+# Inception can read; digits' 8x8 it cannot): their own module, so digits' scores do not depend on Inception code.
+EMBEDDED_WITH_INCEPTION = ("fashion-mnist",)
 
-# The module that runs each CLI stage; a pair is (embedded dataset, paper dataset) where the stage's
-# code depends on how the dataset is scored.
+# The module that runs each CLI stage; a triple is (embedded dataset, paper dataset, embedded dataset with
+# Inception) where the stage's code depends on how the dataset is scored.
 STAGES: dict[str, str | tuple[str, str]] = {
     "prepare": "pipeline.stages.prepare",
     "reference": "pipeline.stages.reference",
@@ -41,8 +44,10 @@ STAGES: dict[str, str | tuple[str, str]] = {
     "train": "pipeline.stages.train",
     "import-official": "pipeline.official",
     "sample": "pipeline.stages.sample",
-    "score": ("pipeline.stages.score_classifier", "pipeline.stages.score_inception"),
-    "score-real": ("pipeline.stages.score_classifier", "pipeline.stages.score_inception"),
+    "score": ("pipeline.stages.score_classifier", "pipeline.stages.score_inception",
+              "pipeline.stages.score_classifier_inception"),
+    "score-real": ("pipeline.stages.score_classifier", "pipeline.stages.score_inception",
+                   "pipeline.stages.score_classifier_inception"),
     "completion": "pipeline.stages.completion",
     "reconstruction": "pipeline.stages.reconstruction",
     "interpolation": "pipeline.stages.interpolation",
@@ -59,6 +64,8 @@ def stage_module(stage: str, dataset: str | None = None) -> str:
     if isinstance(entry, tuple):
         if dataset is None:
             raise ValueError(f"stage {stage!r} runs other code per dataset kind: give the dataset")
+        if dataset in EMBEDDED_WITH_INCEPTION:
+            return entry[2]
         return entry[0] if dataset in EMBEDDED else entry[1]
     return entry
 

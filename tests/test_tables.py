@@ -156,3 +156,28 @@ def test_committed_digits_tables_show_params_epochs():
                 if r.startswith("| ") and r.split(" | ")[0].strip("| ") in methods}
         assert len(rows) == n_methods, (name, rows)
         assert rows == {m: str(methods[m]["epochs"]) for m in rows}, (name, rows)
+
+
+def test_fashion_inception_table_only_when_every_run_has_it(in_tmp):
+    """Fashion-MNIST: a third table of Inception FID / IS / KID when every run and the floor were scored with the
+    weights present; none when a run lacks it (a mix of machines would mix protocols)."""
+    params = {"datasets": {"fashion-mnist": {"methods": {"coopvaebm": {"seeds": [0, 1], "epochs": 2},
+                                                         "vae": {"seeds": [0], "epochs": 2}}}}}
+    common = {"n_samples": 100, "n_reference": 100, "reference": "test", "kid_fashion": 0.02, "kid_fashion_std": 0.001}
+    inc = {"inception_score_std": 0.1, "kid_std": 0.001, "fid_cleanfid_clean": 9.0}
+    for seed, fid in ((0, 20.0), (1, 22.0)):
+        write_json(f"results/fashion-mnist/coopvaebm/seed{seed}/metrics.json",
+                   {**common, "fd_fashion": 1.0, "fd_fashion_vae": 2.0,
+                    "inception": {**inc, "fid": fid, "fid_vae": 40.0, "inception_score": 4.0, "kid": 0.01}})
+    vae = {**common, "fd_fashion": 2.0, "fd_fashion_vae": 2.0}
+    write_json("results/fashion-mnist/vae/seed0/metrics.json", vae)
+    write_json("results/fashion-mnist/real/metrics.json",
+               {**common, "fd_fashion": 0.1, "inception": {**inc, "fid": 1.0, "inception_score": 5.0, "kid": 0.0}})
+    seeds = tables.runs(params, "fashion-mnist")
+    assert tables.embedded_inception_table("fashion-mnist", seeds) is None
+    write_json("results/fashion-mnist/vae/seed0/metrics.json",
+               {**vae, "inception": {**inc, "fid": 45.0, "fid_vae": 45.0, "inception_score": 3.0, "kid": 0.03}})
+    md = tables.markdown(tables.embedded_inception_table("fashion-mnist", seeds))
+    assert "fashion-mnist: FID, Inception Score and KID (Inception-v3 features)" in md
+    assert "| coopvaebm | 2 | 21.00 ± 1.41 | 40.00 ± 0.00 | 4.00 ± 0.00 | 10.00 ± 0.00 | 9.00 ± 0.00 | s0 20.00, s1 22.00 |" in md
+    assert "| vae | 1 | — | 45.00 | 3.00 |" in md and "| real data (floor) | — | 1.00 | — | 5.00 ± 0.10 |" in md

@@ -22,7 +22,8 @@ def _reference(data, which: str) -> np.ndarray:
 
 def score(params: dict, dataset: str, method: str, seed: int = 0, progress: bool = True) -> None:
     """Score run (method, seed)'s samples (revised and proposal-only, where each exists) on the classifier's features."""
-    _score_embedded(params, dataset, method, seed, progress)
+    out, _, _ = run_scores(params, dataset, method, seed, progress)
+    write_json(paths.metrics(dataset, method, seed), out)
 
 
 def score_real(params: dict, dataset: str, progress: bool = True) -> None:
@@ -31,11 +32,14 @@ def score_real(params: dict, dataset: str, progress: bool = True) -> None:
     Reference ``train`` (digits): the held-out test split against the training split. Reference ``test``
     (fashion-mnist): the first len(test) training images, in the stored (shuffled) order, against the test split.
     """
-    _score_real_embedded(params, dataset, progress)
+    out, _, _ = real_scores(params, dataset, progress)
+    write_json(paths.metrics(dataset, "real"), out)
 
 
-def _score_embedded(params: dict, dataset: str, method: str, seed: int, progress: bool) -> None:
-    """fd_/kid_<dataset> on the dataset classifier's features."""
+def run_scores(params: dict, dataset: str, method: str, seed: int,
+               progress: bool) -> tuple[dict, dict[str, np.ndarray], np.ndarray]:
+    """fd_/kid_<dataset> of run (method, seed) on the dataset classifier's features: (metrics, the sample sets by
+    name, the reference images), so that a caller can score the same images otherwise before writing once."""
     from pipeline.metrics import cleanfid_fd, fidelity_scores
 
     apply_precision("fp32")  # the classifier's features in full fp32 on a GPU too (TF32 off)
@@ -60,11 +64,12 @@ def _score_embedded(params: dict, dataset: str, method: str, seed: int, progress
         out[f"kid_{name}{suffix}"] = scores[key]["kid"]
         out[f"kid_{name}{suffix}_std"] = scores[key]["kid_std"]
     out[f"fd_{name}_cleanfid"] = cleanfid_fd(sets[final], ref, clf, batch_size=scfg["batch_size"])
-    write_json(paths.metrics(dataset, method, seed), out)
     log.info("%s seed %d on %s: %s", method, seed, dataset, {k: v for k, v in out.items() if k.startswith(("fd_", "kid_"))})
+    return out, sets, ref
 
 
-def _score_real_embedded(params: dict, dataset: str, progress: bool) -> None:
+def real_scores(params: dict, dataset: str, progress: bool) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The floor's fd_/kid_<dataset>: (metrics, the real images scored, the reference images)."""
     from pipeline.metrics import cleanfid_fd, fidelity_scores
 
     apply_precision("fp32")
@@ -83,5 +88,5 @@ def _score_real_embedded(params: dict, dataset: str, progress: bool) -> None:
     out = {"reference": scfg["reference"], "n_reference": int(len(ref)), "n_samples": int(len(real)), **extra,
            f"fd_{name}": s["fd"], f"kid_{name}": s["kid"], f"kid_{name}_std": s["kid_std"],
            f"fd_{name}_cleanfid": cleanfid_fd(real, ref, clf, batch_size=scfg["batch_size"])}
-    write_json(paths.metrics(dataset, "real"), out)
     log.info("real test split on %s: %s", dataset, out)
+    return out, real, ref

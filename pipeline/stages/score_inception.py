@@ -31,13 +31,15 @@ def score_real(params: dict, dataset: str, progress: bool = True) -> None:
     _score_real_inception(params, dataset, progress)
 
 
-def _extract(images: np.ndarray, scfg: dict, weights, progress: bool) -> dict[str, np.ndarray]:
+def inception_features(images: np.ndarray, scfg: dict, weights, progress: bool) -> dict[str, np.ndarray]:
+    """``pipeline.inception.extract`` of uint8 N×H×W×3 images, ``scfg['batch_size']`` at a time."""
     from pipeline.inception import extract
 
     return extract(images, weights, batch_size=scfg["batch_size"], device=pick_device(None), progress=progress)
 
 
-def _scores(feats: dict[str, np.ndarray], ref: dict, scfg: dict) -> dict[str, float]:
+def inception_scores(feats: dict[str, np.ndarray], ref: dict, scfg: dict) -> dict[str, float]:
+    """FID, IS, KID and both clean-FIDs from the features (``scfg``: kid_subsets, kid_subset_size, isc_splits)."""
     from pipeline.inception import scores
 
     n = len(next(iter(feats.values())))
@@ -50,14 +52,15 @@ def _scores(feats: dict[str, np.ndarray], ref: dict, scfg: dict) -> dict[str, fl
             "fid_cleanfid_legacy_tensorflow": s["fid_cleanfid_legacy_tensorflow"]}
 
 
-def _settings(scfg: dict) -> dict:
+def scorer_settings(scfg: dict) -> dict:
+    """What metrics.json records of the scorer: the libraries' versions, the IS splits, KID subsets, protocols."""
     import cleanfid
     import torch_fidelity
 
     return {"implementation": f"torch-fidelity {torch_fidelity.__version__} (FID/IS/KID, inception-v3-compat); "
                               f"clean-fid {getattr(cleanfid, '__version__', '?')} (fid_cleanfid_*)",
             "isc_splits": scfg["isc_splits"], "kid_subsets": scfg["kid_subsets"],
-            "protocols": list(scfg["protocols"])}
+            **({"protocols": list(scfg["protocols"])} if "protocols" in scfg else {})}
 
 
 def _protocol_block(protocol: dict, n_samples: int) -> dict:
@@ -83,17 +86,18 @@ def _score_inception(params: dict, dataset: str, method: str, seed: int, progres
     inception_precision()
     refs = load_references(dataset, protocols)
     samples = paths.samples(dataset, method, seed)
-    out = _settings(scfg)
+    out = scorer_settings(scfg)
     with np.load(samples, allow_pickle=False) as z:
         keys = list(z.files)
         final = "revised" if "revised" in keys else "vae"
         for key in keys:  # one sample set in memory at a time; extract() streams it through Inception
             images = z[key]
-            feats = _extract(images[:_need(images, protocols, f"{samples} ['{key}']")], scfg, weights, progress)
+            feats = inception_features(images[:_need(images, protocols, f"{samples} ['{key}']")], scfg, weights,
+                                       progress)
             for name, p in protocols.items():
                 mine = {k: v[:p["n_samples"]] for k, v in feats.items()}
                 block = out.setdefault(name, _protocol_block(p, p["n_samples"]))
-                res = _scores(mine, refs[name], scfg)
+                res = inception_scores(mine, refs[name], scfg)
                 # the final samples' scores plain; the proposal's own with _vae (the short-run EBM has none)
                 block.update(res if key == final else {f"{k}_vae": v for k, v in res.items()})
     write_json(paths.metrics(dataset, method, seed), out)
@@ -107,7 +111,7 @@ def _score_real_inception(params: dict, dataset: str, progress: bool) -> None:
     weights = inception_weights(scfg)
     inception_precision()
     data = load_prepared(paths.prepared(dataset))
-    out = _settings(scfg)
+    out = scorer_settings(scfg)
     # The test split stands in for samples: it goes through the conversion the protocol applies to the
     # reference (samples come out of it already), and is scored whole (10,000 CIFAR-10 test images),
     # whatever n_samples the protocol takes of the samples.
@@ -115,9 +119,10 @@ def _score_real_inception(params: dict, dataset: str, progress: bool) -> None:
     refs = load_references(dataset, scfg["protocols"])
     for name, p in scfg["protocols"].items():
         if p["conversion"] not in feats_of:
-            feats_of[p["conversion"]] = _extract(convert(data.x_test, p["conversion"]), scfg, weights, progress)
+            feats_of[p["conversion"]] = inception_features(convert(data.x_test, p["conversion"]), scfg, weights,
+                                                           progress)
         block = _protocol_block(p, int(len(data.x_test)))
-        block.update(_scores(feats_of[p["conversion"]], refs[name], scfg))
+        block.update(inception_scores(feats_of[p["conversion"]], refs[name], scfg))
         out[name] = block
     write_json(paths.metrics(dataset, "real"), out)
     for name in scfg["protocols"]:
