@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install reproduce test gpu-check clean-results
+.PHONY: install reproduce fashion test gpu-check clean-results
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ BLAS_PIN := $(if $(filter x86_64,$(shell uname -m)),OPENBLAS_CORETYPE=$${OPENBLA
 
 reproduce: install
 	$(BLAS_PIN) snakemake --cores all --forceall digits $(ONE_THREAD)
+
+# Fashion-MNIST (docs/fashion-mnist.md; needs `apt-get install dataset-fashion-mnist`): the whole chain with the
+# settings of the committed runs (one-thread jobs, as many at once as there are cores). Hours on a CPU; an
+# interrupted run resumes from state/ (--rerun-incomplete). Not part of `make reproduce` or CI.
+fashion: install
+	$(BLAS_PIN) snakemake --cores all --rerun-incomplete fashion $(ONE_THREAD)
 
 # The SLURM test (tests/test_slurm.py, a localhost cluster) spends most of its minutes waiting on the
 # scheduler, so it runs beside the rest of the suite; its report follows the suite's, then the suite's
