@@ -239,27 +239,37 @@ def test_rejects_non_uint8(weights):
 
 def test_fashion_scores_add_inception_only_when_the_weights_are_here(weights, tmp_path, no_caches):
     """score_classifier_inception: grey 28x28 sets go through Inception as three equal channels and score exactly
-    as ``inception.scores`` does on those RGB images; without weight files the stage adds nothing (and downloads
-    nothing)."""
+    as ``inception.scores`` does on those RGB images' features (one extraction pass, watched by a spy that calls the
+    real one); without weight files the stage adds nothing (and downloads nothing). A pass costs ~20 s on CPU."""
     from pipeline.stages import score_classifier_inception as sci
 
+    n, batch, kid = 4, 4, {"kid_subsets": 2, "kid_subset_size": 4}
     rng = np.random.default_rng(5)
-    grey = {"": rng.integers(0, 256, (N_SAMPLES, 28, 28, 1), dtype=np.uint8),
-            "_vae": rng.integers(0, 256, (N_SAMPLES, 28, 28, 1), dtype=np.uint8)}
-    ref = np.clip(rng.normal(128, 30, (N_REF, 28, 28, 1)), 0, 255).astype(np.uint8)
-    scfg = {"kid_subsets": KID_SUBSETS, "kid_subset_size": KID_SUBSET_SIZE,
-            "inception": {"weights_dir": str(weights.fidelity_pth.parent), "isc_splits": 10, "batch_size": BATCH}}
-    block = sci._inception_block(scfg, grey, ref, progress=False)
-    rgb = {k: np.repeat(v, 3, axis=3) for k, v in grey.items()}
-    ref_feats = inc.extract(np.repeat(ref, 3, axis=3), weights, batch_size=BATCH, device=CPU, progress=False)
-    for suffix, images in rgb.items():
-        direct = inc.scores(inc.extract(images, weights, batch_size=BATCH, device=CPU, progress=False), ref_feats,
-                            kid_subsets=KID_SUBSETS, kid_subset_size=KID_SUBSET_SIZE)
-        assert block[f"fid{suffix}"] == pytest.approx(direct["fid"], rel=REL)
-        assert block[f"inception_score{suffix}"] == pytest.approx(direct["inception_score_mean"], rel=REL)
-        assert block[f"kid{suffix}"] == pytest.approx(direct["kid_mean"], rel=REL, abs=1e-12)
+    grey = {"": rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+            "_vae": rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)}
+    ref = np.clip(rng.normal(128, 30, (n, 28, 28, 1)), 0, 255).astype(np.uint8)
+    scfg = {**kid, "inception": {"weights_dir": str(weights.fidelity_pth.parent), "isc_splits": 2, "batch_size": batch}}
+    seen = []  # a spy on the real extraction (one pass over the reference and both sets)
+
+    def spy(images, cfg, w, progress):
+        seen.append((images, real(images, cfg, w, progress)))
+        return seen[-1][1]
+
+    real, sci.inception_features = sci.inception_features, spy
+    try:
+        block = sci._inception_block(scfg, grey, ref, progress=False)
+    finally:
+        sci.inception_features = real
+    assert len(seen) == 1 and np.array_equal(seen[0][0], np.repeat(np.concatenate([ref, grey[""], grey["_vae"]]), 3, 3))
+    feats = seen[0][1]  # rows: the reference, then the revised set, then the proposals
+    direct = inc.scores({k: v[n:2 * n] for k, v in feats.items()}, {k: v[:n] for k, v in feats.items()},
+                        isc_splits=2, **kid)
+    assert block["fid"] == pytest.approx(direct["fid"], rel=REL)
+    assert block["inception_score"] == pytest.approx(direct["inception_score_mean"], rel=REL)
+    assert block["kid"] == pytest.approx(direct["kid_mean"], rel=REL, abs=1e-12)
+    assert {"fid_vae", "inception_score_vae", "kid_vae", "fid_cleanfid_clean_vae"} <= set(block)
     assert block["fid"] != pytest.approx(block["fid_vae"])  # two sets, two scores
-    assert block["n_samples"] == N_SAMPLES and block["n_reference"] == N_REF and "torch-fidelity" in block["implementation"]
+    assert block["n_samples"] == n and block["n_reference"] == n and "torch-fidelity" in block["implementation"]
     missing = {**scfg, "inception": {**scfg["inception"], "weights_dir": str(tmp_path / "empty")}}
     assert sci._inception_block(missing, grey, ref, progress=False) is None
     assert sci._inception_block({k: v for k, v in scfg.items() if k != "inception"}, grey, ref, False) is None

@@ -61,10 +61,14 @@ def _inception_block(scfg: dict, images: dict[str, np.ndarray], ref: np.ndarray,
     inception_precision()
     kw = {"batch_size": icfg["batch_size"], "kid_subsets": scfg["kid_subsets"],
           "kid_subset_size": scfg["kid_subset_size"], "isc_splits": icfg["isc_splits"]}
-    ref_feats = inception_features(_rgb(ref), kw, weights, progress)
+    # One pass for the reference and every set: the networks load once (a pass costs seconds before its first image)
+    parts = [ref, *images.values()]
+    feats = inception_features(_rgb(np.concatenate(parts)), kw, weights, progress)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    sliced = [{k: v[a:b] for k, v in feats.items()} for a, b in zip(bounds[:-1], bounds[1:])]
     block: dict = {**scorer_settings(kw), "n_reference": int(len(ref)),
                    "n_samples": int(len(next(iter(images.values())))), "channels": "grey repeated to RGB"}
-    for suffix, imgs in images.items():
-        res = inception_scores(inception_features(_rgb(imgs), kw, weights, progress), ref_feats, kw)
+    for suffix, set_feats in zip(images, sliced[1:]):
+        res = inception_scores(set_feats, sliced[0], kw)
         block.update({f"{k}{suffix}": v for k, v in res.items()})
     return block
