@@ -36,7 +36,7 @@ EMBEDDED_WITH_INCEPTION = ("fashion-mnist",)
 
 # The module that runs each CLI stage; a triple is (embedded dataset, paper dataset, embedded dataset with
 # Inception) where the stage's code depends on how the dataset is scored.
-STAGES: dict[str, str | tuple[str, str]] = {
+STAGES: dict[str, str | tuple[str, ...]] = {
     "prepare": "pipeline.stages.prepare",
     "reference": "pipeline.stages.reference",
     "weights": "pipeline.stages.weights",

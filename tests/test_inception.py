@@ -237,7 +237,7 @@ def test_rejects_non_uint8(weights):
 # ------------------------------------------------------------------- Fashion-MNIST's optional Inception scores
 
 
-def test_fashion_scores_add_inception_only_when_the_weights_are_here(weights, tmp_path, no_caches):
+def test_fashion_scores_add_inception_only_when_the_weights_are_here(weights, tmp_path, no_caches, monkeypatch):
     """score_classifier_inception: grey 28x28 sets go through Inception as three equal channels and score exactly
     as ``inception.scores`` does on those RGB images' features (one extraction pass, watched by a spy that calls the
     real one); without weight files the stage adds nothing (and downloads nothing). A pass costs ~20 s on CPU."""
@@ -255,11 +255,9 @@ def test_fashion_scores_add_inception_only_when_the_weights_are_here(weights, tm
         seen.append((images, real(images, cfg, w, progress)))
         return seen[-1][1]
 
-    real, sci.inception_features = sci.inception_features, spy
-    try:
-        block = sci._inception_block(scfg, grey, ref, progress=False)
-    finally:
-        sci.inception_features = real
+    real = sci.inception_features
+    monkeypatch.setattr(sci, "inception_features", spy)
+    block = sci._inception_block(scfg, grey, ref, progress=False)
     assert len(seen) == 1 and np.array_equal(seen[0][0], np.repeat(np.concatenate([ref, grey[""], grey["_vae"]]), 3, 3))
     feats = seen[0][1]  # rows: the reference, then the revised set, then the proposals
     direct = inc.scores({k: v[n:2 * n] for k, v in feats.items()}, {k: v[:n] for k, v in feats.items()},
