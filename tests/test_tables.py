@@ -145,11 +145,12 @@ def test_digits_table_has_each_methods_epochs(in_tmp):
     assert r"coopvaebm & 2 & 200 & 2.00 $\pm$ 0.71" in Path("results/tables/digits.tex").read_text()
 
 
-def test_committed_digits_tables_show_params_epochs():
-    """results/tables/digits.md and digits-ci.md (committed) give each method the epochs params.yaml trains it for:
+def test_committed_embedded_tables_show_params_epochs():
+    """results/tables/digits.md, digits-ci.md and fashion-mnist.md (committed) give each method the epochs params.yaml trains it for:
     a change of epochs without rerunning the runs and the tables fails here."""
-    methods = PARAMS["datasets"]["digits"]["methods"]
-    for name, n_methods in (("digits.md", 5), ("digits-ci.md", 2)):
+    for dataset, name, n_methods in (("digits", "digits.md", 5), ("digits", "digits-ci.md", 2),
+                                     ("fashion-mnist", "fashion-mnist.md", 2)):
+        methods = PARAMS["datasets"][dataset]["methods"]
         md = (ROOT / "results/tables" / name).read_text()
         assert any(r.startswith("| method | seeds | epochs |") for r in md.splitlines()), f"{name}: no epochs column"
         rows = {r.split(" | ")[0].strip("| "): r.split(" | ")[2] for r in md.splitlines()
@@ -172,8 +173,12 @@ def test_fashion_inception_table_only_when_every_run_has_it(in_tmp):
     vae = {**common, "fd_fashion": 2.0, "fd_fashion_vae": 2.0}
     write_json("results/fashion-mnist/vae/seed0/metrics.json", vae)
     write_json("results/fashion-mnist/real/metrics.json",
-               {**common, "fd_fashion": 0.1, "inception": {**inc, "fid": 1.0, "inception_score": 5.0, "kid": 0.0}})
+               {**common, "fd_fashion": 0.1, "samples": "the first 100 training images (stored order)",
+                "inception": {**inc, "fid": 1.0, "inception_score": 5.0, "kid": 0.0}})
     seeds = tables.runs(params, "fashion-mnist")
+    # the floor row names its images (training images against the test split, unlike digits')
+    main = tables.markdown(tables.dataset_table(params, "fashion-mnist"))
+    assert "| real data (floor): the first 100 training images (stored order) | — | — | 0.10 |" in main
     assert tables.embedded_inception_table("fashion-mnist", seeds) is None
     write_json("results/fashion-mnist/vae/seed0/metrics.json",
                {**vae, "inception": {**inc, "fid": 45.0, "fid_vae": 45.0, "inception_score": 3.0, "kid": 0.03}})
