@@ -1,4 +1,5 @@
-"""params.yaml's digits thresholds hold on every recorded run of the robustness study of its configuration.
+"""params.yaml's digits thresholds hold on every recorded run of the robustness study of its configuration;
+its Fashion-MNIST thresholds on every committed seed.
 
 benchmarks/robustness/epochs200/runs.csv holds the digits chain of the configuration params.yaml trains
 (coopvaebm and the vae baseline 200 epochs) run over training seeds × float perturbations
@@ -41,6 +42,14 @@ def _rows() -> list[dict]:
 def _values(row: dict) -> dict[str, float]:
     return {"coopvaebm.fd_digits": float(row["revised"]), "coopvaebm.fd_digits_vae": float(row["vae_own"]),
             "vae.fd_digits": float(row["vae_baseline"]), "real.fd_digits": float(row["floor"])}
+
+
+def _committed_value(dataset: str, seed: int):
+    def value_of(ref: str) -> float:
+        source, key = ref.split(".", 1)
+        path = ROOT / (paths.metrics(dataset, "real") if source == "real" else paths.metrics(dataset, source, seed))
+        return float(json.loads(path.read_text())[key])
+    return value_of
 
 
 def test_the_record_is_of_the_configuration_params_yaml_trains():
@@ -110,9 +119,34 @@ def test_every_committed_seed_passes_every_digits_threshold():
     seeds = sorted({s for m in params["datasets"]["digits"]["methods"].values() for s in m["seeds"]})
     failures = []
     for seed in seeds:
-        def value_of(ref: str) -> float:
-            source, key = ref.split(".", 1)
-            path = ROOT / (paths.metrics("digits", "real") if source == "real" else paths.metrics("digits", source, seed))
-            return float(json.loads(path.read_text())[key])
-        failures += [f"seed {seed}: {r['rule']}" for r in evaluate(rules, value_of) if not r["ok"]]
+        failures += [f"seed {seed}: {r['rule']}" for r in evaluate(rules, _committed_value("digits", seed)) if not r["ok"]]
     assert not failures, "thresholds crossed by committed runs:\n" + "\n".join(failures)
+
+
+def test_every_committed_fashion_seed_passes_every_fashion_threshold():
+    """The committed Fashion-MNIST runs (make fashion; results/fashion-mnist/<method>/seed<k>/metrics.json),
+    each seed on its own, pass check.fashion-mnist (whose bounds were set from these seeds' spread), and the
+    rules gate the revision, both methods and the floor."""
+    params = load_params(ROOT / "params.yaml")
+    rules = params["check"]["fashion-mnist"]
+    assert {r["metric"].split(".", 1)[0] for r in rules} == {"coopvaebm", "vae", "real"}
+    assert any(r.get("below") == "coopvaebm.fd_fashion_vae" for r in rules)
+    seeds = sorted({s for m in params["datasets"]["fashion-mnist"]["methods"].values() for s in m["seeds"]})
+    assert len(seeds) >= 3
+    failures = []
+    for seed in seeds:
+        failures += [f"seed {seed}: {r['rule']}" for r in evaluate(rules, _committed_value("fashion-mnist", seed))
+                     if not r["ok"]]
+    assert not failures, "thresholds crossed by committed runs:\n" + "\n".join(failures)
+
+
+def test_the_fashion_check_can_fail():
+    """A revision that improves the VAE's samples by less than the gate's margin fails check.fashion-mnist."""
+    rules = load_params(ROOT / "params.yaml")["check"]["fashion-mnist"]
+    gate = [r for r in rules if r.get("below") == "coopvaebm.fd_fashion_vae"]
+    assert len(gate) == 1 and gate[0]["margin"] > 0
+    committed = _committed_value("fashion-mnist", 0)
+    values = {ref: committed(ref) for r in rules for ref in (r["metric"], r.get("below", r["metric"]))}
+    values["coopvaebm.fd_fashion_vae"] = values["coopvaebm.fd_fashion"] + gate[0]["margin"] / 2
+    failed = [r for r in evaluate(rules, values.__getitem__) if not r["ok"]]
+    assert [r["metric"] for r in failed] == ["coopvaebm.fd_fashion"] and "fd_fashion_vae" in failed[0]["rule"]
