@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,13 @@ print(reuse_freed_memory())
 for _ in range(8):
     x = torch.ones(64 * 2**20 // 4)
     del x
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+# one count per cycle: now and then a cycle still grows the heap (one tensor's faults), so the test
+# looks at the typical cycle, not the sum
+for _ in range(8):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     x = torch.ones(64 * 2**20 // 4)
     del x
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 STEP = """
@@ -56,12 +59,13 @@ def _run(code: str, malloc: str) -> list[str]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_large_tensors_reuse_memory_instead_of_faulting_pages():
-    applied, faults = _run(FAULTS, "reuse")
-    off, faults_system = _run(FAULTS, "system")
+    applied, *faults = _run(FAULTS, "reuse")
+    off, *faults_system = _run(FAULTS, "system")
     assert applied == "True" and off == "False"
     # system policy: each 64 MiB tensor is a fresh mmap, 16,384 first-touch faults of 4 KiB pages each
-    assert int(faults_system) > 4 * 10_000
-    assert int(faults) < int(faults_system) / 10
+    assert statistics.median(map(int, faults_system)) > 10_000
+    # reuse: the typical cycle faults almost nothing (a full run once saw one cycle of 8 grow the heap)
+    assert statistics.median(map(int, faults)) < statistics.median(map(int, faults_system)) / 10, faults
 
 
 def test_training_steps_are_byte_identical_with_and_without():
